@@ -1,0 +1,264 @@
+"""Development sessions for the queue-meta monorepo.
+
+``nox`` runs the default sessions (unit tests, lint, typecheck, packaging);
+the README's test command adds ``interop`` and ``integration``. Every session
+keeps its virtualenv in ``.nox/`` and reuses it, so a repeat run is quick.
+Local packages are reinstalled on every run, so edits always reach the tests.
+
+The ``demo`` session arrives with the worker (the core issue); ``bench`` runs a
+package's ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+import tomllib
+
+ROOT = Path(__file__).parent
+PACKAGES_DIR = ROOT / "packages"
+
+# Each package and its in-repo dependencies, bottom first.
+PACKAGES: dict[str, tuple[str, ...]] = {
+    "msgwire": (),
+    "signing": ("msgwire",),
+    "transports": ("msgwire",),
+    "resultstores": ("msgwire",),
+    "pools": (),
+    "queue-meta": ("msgwire", "signing", "transports", "resultstores", "pools"),
+}
+# The install recipe of a checkout, written down in README.md: siblings are not
+# on an index, so they are installed together, in one command.
+RECIPE = tuple(f"./packages/{name}" for name in PACKAGES)
+
+# Services the integration suite can reach on this kind of machine.
+SERVICES = "redis,amqp,postgres,mysql,memcached,sentinel,sqs,mongodb,couchdb"
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["tests", "lint", "typecheck", "packaging"]
+
+
+def _group(package: str, group: str) -> list[str]:
+    """Return the requirements of a dependency group of *package*'s pyproject."""
+    with (PACKAGES_DIR / package / "pyproject.toml").open("rb") as file:
+        groups = tomllib.load(file).get("dependency-groups", {})
+    return [item for item in groups.get(group, []) if isinstance(item, str)]
+
+
+def _install_local(session: nox.Session, *names: str, extra: str = "") -> None:
+    """Install packages from their folders, rebuilt so that edits are picked up."""
+    targets = [
+        f"./packages/{name}{extra if name == names[-1] else ''}" for name in names
+    ]
+    reinstall = [arg for name in names for arg in ("--reinstall-package", name)]
+    session.install(*targets, *reinstall)
+
+
+def _with_dependencies(package: str) -> tuple[str, ...]:
+    return (*PACKAGES[package], package)
+
+
+@nox.session
+@nox.parametrize("package", list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """Unit tests of one package, in a virtualenv holding only it and its siblings."""
+    session.install(*_group(package, "tests"))
+    _install_local(session, *_with_dependencies(package))
+    session.chdir(PACKAGES_DIR / package)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(default=False)
+@nox.parametrize("package", list(PACKAGES))
+def tests_lowest(session: nox.Session, package: str) -> None:
+    """Unit tests of one package with every direct dependency at its floor."""
+    session.install(*_group(package, "tests"))
+    names = _with_dependencies(package)
+    session.install(
+        *[f"./packages/{name}" for name in names],
+        "--resolution=lowest-direct",
+        *[arg for name in names for arg in ("--reinstall-package", name)],
+    )
+    session.chdir(PACKAGES_DIR / package)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole repository."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", *session.posargs, ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+@nox.parametrize("package", list(PACKAGES))
+def typecheck(session: nox.Session, package: str) -> None:
+    """mypy --strict over one package's src/ and its typing example file."""
+    session.install(*_group(package, "typecheck"))
+    _install_local(session, *_with_dependencies(package))
+    folder = PACKAGES_DIR / package
+    session.chdir(folder)
+    session.run(
+        "mypy",
+        "--config-file",
+        str(ROOT / "pyproject.toml"),
+        "src",
+        "tests/typing_api.py",
+        *session.posargs,
+    )
+
+
+@nox.session(venv_backend="none")
+def packaging(session: nox.Session) -> None:
+    """The documented install recipe, and each library installed alone.
+
+    Uses plain ``venv`` + ``pip`` in fresh virtualenvs, exactly as the README
+    tells a user, so nothing of nox's own environments helps it pass.
+    """
+    work = ROOT / ".nox" / "packaging"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    def fresh(name: str) -> Path:
+        venv = work / name
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+        return venv / "bin" / "python"
+
+    def pip(python: Path, *args: str) -> None:
+        session.run(
+            str(python), "-m", "pip", "install", "--quiet", *args, external=True
+        )
+
+    def installed(python: Path) -> set[str]:
+        out = subprocess.run(
+            [str(python), "-m", "pip", "list", "--format=freeze"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return {line.split("==")[0].lower() for line in out.splitlines()}
+
+    drivers = {
+        "redis", "hiredis", "amqp", "pymongo", "pycouchdb", "sqlalchemy",
+        "psycopg", "pymysql", "boto3", "pymemcache", "cassandra-driver",
+    }  # fmt: skip
+
+    session.log("msgwire alone: imports, and brings no broker driver")
+    python = fresh("msgwire")
+    pip(python, "./packages/msgwire")
+    session.run(str(python), "-c", "import msgwire; msgwire.dumps([1])", external=True)
+    extra = installed(python) & (drivers | {"transports", "pools", "signing"})
+    if extra:
+        session.error(f"msgwire alone installed {sorted(extra)}")
+
+    session.log("pools alone: imports, without transports or any driver")
+    python = fresh("pools")
+    pip(python, "./packages/pools")
+    session.run(str(python), "-c", "import pools, billiard", external=True)
+    extra = installed(python) & (drivers | {"transports", "msgwire"})
+    if extra:
+        session.error(f"pools alone installed {sorted(extra)}")
+
+    session.log("the checkout recipe: every package in one pip command")
+    python = fresh("recipe")
+    os.chdir(ROOT)
+    pip(python, *RECIPE)
+    session.run(
+        str(python),
+        "-c",
+        "import queue_meta, msgwire, transports, resultstores, pools, signing",
+        external=True,
+    )
+    missing = (drivers | {"gevent", "eventlet", "msgpack", "pyyaml"}) - installed(
+        python
+    )
+    if missing:
+        session.error(f"queue-meta did not bring {sorted(missing)}")
+    session.run(str(python.with_name("queue")), "--version", external=True)
+
+
+def _services(session: nox.Session) -> None:
+    """Bring the services up and put their URLs into the session's environment."""
+    out = subprocess.run(
+        [str(ROOT / "tests-integration" / "services" / "up")],
+        capture_output=True,
+        text=True,
+    )
+    sys.stderr.write(out.stderr)
+    if out.returncode != 0:
+        session.error("tests-integration/services/up failed; see the messages above")
+    for line in out.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            session.env[key.strip()] = value.strip()
+            session.log(f"{key.strip()}={value.strip()}")
+
+
+@nox.session(default=False)
+def integration(session: nox.Session) -> None:
+    """tests-integration/ against real services (started by services/up)."""
+    _services(session)
+    session.install("pytest>=8", "hypothesis>=6.100")
+    _install_local(session, *PACKAGES)
+    session.run(
+        "pytest",
+        "tests-integration",
+        "--ignore=tests-integration/interop",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )
+
+
+@nox.session(default=False)
+def interop(session: nox.Session) -> None:
+    """Interop tests with kombu and Celery, installed only in this virtualenv."""
+    _services(session)
+    session.install(
+        "pytest>=8",
+        "hypothesis>=6.100",
+        "kombu>=5.7,<5.8",
+        "celery>=5.7,<5.8",  # argsrepr follows 5.7's saferepr
+        "msgpack>=1.0",
+        "PyYAML>=6.0",
+        "backports.zstd>=1.0; python_version < '3.14'",
+    )
+    _install_local(session, "msgwire")
+    session.run(
+        "pytest",
+        "tests-integration/interop",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run packages' benchmarks/: ``nox -s bench -- msgwire [script options]``.
+
+    Leading arguments that name packages choose them (all by default); the
+    rest is passed to every benchmark script.
+    """
+    args = list(session.posargs)
+    chosen = []
+    while args and args[0] in PACKAGES:
+        chosen.append(args.pop(0))
+    for package in chosen or list(PACKAGES):
+        folder = PACKAGES_DIR / package / "benchmarks"
+        scripts = sorted(folder.glob("bench_*.py")) if folder.is_dir() else []
+        if not scripts:
+            session.log(f"{package} has no benchmarks yet")
+            continue
+        session.install(*_group(package, "tests"))
+        _install_local(session, *_with_dependencies(package))
+        for script in scripts:
+            session.run("python", str(script), *args)
