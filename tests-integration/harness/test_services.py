@@ -313,3 +313,17 @@ class TestRequiredServices:
         assert "required by QUEUE_REQUIRE_SERVICES: redis: not answering" in (
             result.stdout
         )
+
+
+UP = Path(__file__).resolve().parents[1] / "services" / "up"
+
+
+def test_up_run_again_is_a_quick_no_op_with_the_same_urls() -> None:
+    """A second ``services/up`` run reuses everything: under 5 s, same lines."""
+    first = subprocess.run([str(UP)], capture_output=True, text=True, check=True)
+    started = time.monotonic()
+    second = subprocess.run([str(UP)], capture_output=True, text=True, check=True)
+    elapsed = time.monotonic() - started
+    assert elapsed < 5, f"the second run took {elapsed:.1f} s"
+    assert second.stdout == first.stdout
+    assert "REDIS_URL=" in second.stdout
