@@ -292,40 +292,44 @@ def _service_url(request: pytest.FixtureRequest, marker: str) -> str:
     return os.environ[SERVICES[marker].variable].strip()
 
 
-@pytest.fixture
-def redis_url(request: pytest.FixtureRequest) -> str:
-    """URL of a Redis server shared with others: use unique keys, never flush."""
-    return _service_url(request, "redis")
+def _url_fixture(marker: str, doc: str) -> Callable[..., str]:
+    """Make the fixture that returns *marker*'s URL, or skips/fails without it."""
+
+    def fixture(request: pytest.FixtureRequest) -> str:
+        return _service_url(request, marker)
+
+    fixture.__doc__ = doc
+    return pytest.fixture(name=SERVICES[marker].fixture)(fixture)
 
 
-@pytest.fixture
-def amqp_url(request: pytest.FixtureRequest) -> str:
-    """URL of a RabbitMQ broker, ``amqp://user:password@host:port/vhost``."""
-    return _service_url(request, "amqp")
-
-
-@pytest.fixture
-def postgres_url(request: pytest.FixtureRequest) -> str:
-    """libpq URL of a PostgreSQL database (``postgresql://user@host:port/db``)."""
-    return _service_url(request, "postgres")
-
-
-@pytest.fixture
-def mysql_url(request: pytest.FixtureRequest) -> str:
-    """URL of a MariaDB/MySQL database (``mysql://user@host:port/db``)."""
-    return _service_url(request, "mysql")
-
-
-@pytest.fixture
-def memcached_url(request: pytest.FixtureRequest) -> str:
-    """URL of a memcached server (``memcached://host:port``)."""
-    return _service_url(request, "memcached")
-
-
-@pytest.fixture
-def redis_sentinel_url(request: pytest.FixtureRequest) -> str:
-    """``sentinel://h1:p1,h2:p2,...`` of sentinels watching a private master."""
-    return _service_url(request, "sentinel")
+redis_url = _url_fixture(
+    "redis", "URL of a Redis server shared with others: use unique keys, never flush."
+)
+amqp_url = _url_fixture(
+    "amqp", "URL of a RabbitMQ broker, ``amqp://user:password@host:port/vhost``."
+)
+postgres_url = _url_fixture(
+    "postgres", "libpq URL of a PostgreSQL database (``postgresql://user@host/db``)."
+)
+mysql_url = _url_fixture(
+    "mysql", "URL of a MariaDB/MySQL database (``mysql://user@host:port/db``)."
+)
+memcached_url = _url_fixture(
+    "memcached", "URL of a memcached server (``memcached://host:port``)."
+)
+redis_sentinel_url = _url_fixture(
+    "sentinel", "``sentinel://h1:p1,h2:p2,...`` of sentinels watching a private master."
+)
+sqs_endpoint_url = _url_fixture(
+    "sqs", "Endpoint of an SQS-compatible server; credentials come from AWS_* vars."
+)
+mongodb_url = _url_fixture(
+    "mongodb", "MongoDB connection string; its path names the database to use."
+)
+couchdb_url = _url_fixture("couchdb", "Base URL of a CouchDB-compatible server.")
+cassandra_url = _url_fixture(
+    "cassandra", "``cassandra://host:port`` of a Cassandra node (docker compose only)."
+)
 
 
 @pytest.fixture
@@ -338,30 +342,6 @@ def redis_sentinel_addresses(redis_sentinel_url: str) -> list[Address]:
 def redis_sentinel_master(redis_sentinel_url: str) -> str:
     """The master name the sentinels monitor (``REDIS_SENTINEL_MASTER``)."""
     return os.environ.get("REDIS_SENTINEL_MASTER", "queue-meta")
-
-
-@pytest.fixture
-def sqs_endpoint_url(request: pytest.FixtureRequest) -> str:
-    """Endpoint of an SQS-compatible server; credentials come from AWS_* vars."""
-    return _service_url(request, "sqs")
-
-
-@pytest.fixture
-def mongodb_url(request: pytest.FixtureRequest) -> str:
-    """MongoDB connection string; its path names the database to use."""
-    return _service_url(request, "mongodb")
-
-
-@pytest.fixture
-def couchdb_url(request: pytest.FixtureRequest) -> str:
-    """Base URL of a CouchDB-compatible server (no auth)."""
-    return _service_url(request, "couchdb")
-
-
-@pytest.fixture
-def cassandra_url(request: pytest.FixtureRequest) -> str:
-    """``cassandra://host:port`` of a Cassandra node (docker compose only)."""
-    return _service_url(request, "cassandra")
 
 
 @pytest.fixture

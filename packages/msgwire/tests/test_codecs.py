@@ -22,6 +22,7 @@ from msgwire import (
     MsgpackCodec,
     PickleCodec,
     RawCodec,
+    SizeLimitError,
     TextCodec,
     YamlCodec,
 )
@@ -165,7 +166,18 @@ class TestYaml:
             self.codec.loads(data)
 
 
+@pytest.mark.parametrize("codec", [MsgpackCodec(max_size=100), YamlCodec(max_size=100)])
+def test_msgpack_and_yaml_input_is_bounded_without_a_registry(codec: Any) -> None:
+    with pytest.raises(SizeLimitError, match="larger than max_size"):
+        codec.loads(codec.dumps(["x" * 200]))
+
+
 class TestPickle:
+    @given(rich_values | st.sets(st.integers()) | st.tuples(st.text()))
+    def test_any_picklable_value_round_trips(self, value: Any) -> None:
+        codec = PickleCodec()
+        assert codec.loads(codec.dumps(value)) == value
+
     def test_round_trips_python_objects(self) -> None:
         codec = PickleCodec()
         value = {"t": (1, 2), "s": {3}}
@@ -188,6 +200,21 @@ class TestPickle:
 
 
 class TestPassthrough:
+    @given(st.binary())
+    def test_any_bytes_round_trip_raw(self, data: bytes) -> None:
+        assert RawCodec().loads(RawCodec().dumps(data)) == data
+
+    @given(st.text())
+    def test_any_text_round_trips(self, text: str) -> None:
+        assert TextCodec().loads(TextCodec().dumps(text)) == text
+
+    @given(st.binary())
+    def test_garbage_text_is_decoded_or_refused_with_decode_error(
+        self, data: bytes
+    ) -> None:
+        with contextlib.suppress(DecodeError):
+            TextCodec().loads(data)
+
     def test_raw_carries_bytes_unchanged(self) -> None:
         codec = RawCodec()
         assert (codec.content_type, codec.content_encoding) == (

@@ -41,12 +41,12 @@ from ._protocol import WireMessage as WireMessage
 from ._protocol import anon_nodename as anon_nodename
 from ._raw import RawCodec as RawCodec
 from ._raw import TextCodec as TextCodec
-from ._registry import DEFAULT_MAX_SIZE as DEFAULT_MAX_SIZE
 from ._registry import Encoded as Encoded
 from ._registry import Registry as Registry
 from ._registry import default_registry as default_registry
 from ._saferepr import saferepr as saferepr
 from ._yaml import YamlCodec as YamlCodec
+from .base import DEFAULT_MAX_SIZE as DEFAULT_MAX_SIZE
 from .base import Codec as Codec
 from .base import Compressor as Compressor
 from .base import DecodeContext as DecodeContext

@@ -5,7 +5,8 @@ use msgpack's own bin type; datetime, date, time, Decimal and UUID travel as
 the same tag maps as in JSON (see :mod:`msgwire._tags`), never as extension
 types. kombu's msgpack decoder leaves those tag maps as plain dicts.
 Decoding accepts msgpack timestamps (as aware UTC datetimes) and refuses any
-other extension type. Map keys must be str or bytes, as in kombu.
+other extension type. Map keys must be str or bytes, as in kombu. Option:
+``max_size`` (bytes of input, default 64 MiB).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._tags import tag, untag_object
-from .base import Codec
+from .base import DEFAULT_MAX_SIZE, Codec, check_size
 from .errors import DecodeError, EncodeError, MissingDependencyError
 
 __all__ = ["MsgpackCodec"]
@@ -43,7 +44,8 @@ class MsgpackCodec(Codec):
     content_type = "application/x-msgpack"
     content_encoding = "binary"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self.max_size = max_size
         try:
             import msgpack
         except ImportError:
@@ -70,9 +72,11 @@ class MsgpackCodec(Codec):
         """Unpack *data*.
 
         Raises:
+            SizeLimitError: *data* is larger than ``max_size``.
             DecodeError: *data* is truncated, has trailing bytes, invalid UTF-8
                 strings, an extension type, or a malformed tag.
         """
+        check_size(data, self.max_size, "msgpack body")
         try:
             return self._msgpack.unpackb(
                 data,

@@ -6,14 +6,20 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from .base import Codec, Compressor, DecodeContext, EncodeContext
+from .base import (
+    DEFAULT_MAX_SIZE,
+    Codec,
+    Compressor,
+    DecodeContext,
+    EncodeContext,
+    check_size,
+)
 from .errors import (
     ContentDisallowedError,
     DecodeError,
     EncodeError,
     MissingDependencyError,
     MsgwireError,
-    SizeLimitError,
     UnknownCodecError,
     UnknownCompressorError,
 )
@@ -30,9 +36,6 @@ __all__ = [
 
 CODEC_GROUP = "msgwire.codecs"
 COMPRESSOR_GROUP = "msgwire.compressors"
-
-#: Largest body a registry decodes or decompresses to, unless configured.
-DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
 # The built-ins' content types and compression names, so that a content type
 # read off a message maps to an entry point name without importing every plugin.
@@ -351,10 +354,7 @@ class Registry:
             data = data.encode("utf-8")
         elif not isinstance(data, bytes):
             data = bytes(data)
-        if len(data) > self.max_size:
-            raise SizeLimitError(
-                f"body of {len(data)} bytes is larger than max_size ({self.max_size})",
-            )
+        check_size(data, self.max_size, "body")
         if compression:
             data = self.decompress(data, compression)
         try:

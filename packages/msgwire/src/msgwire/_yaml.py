@@ -5,7 +5,8 @@ are native YAML (timestamps, ``!!binary``); time, Decimal and UUID travel as the
 same tag maps as in JSON; tuples become sequences; sets are refused as in JSON.
 Loading uses the safe loader and refuses documents whose aliases would expand
 beyond ``max_nodes`` nodes (the "billion laughs" attack) or refer to themselves.
-Options: ``max_nodes`` (default 1,000,000).
+Options: ``max_nodes`` (default 1,000,000) and ``max_size`` (bytes of input,
+default 64 MiB).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from ._tags import tag, untag_object
-from .base import Codec
+from .base import DEFAULT_MAX_SIZE, Codec, check_size
 from .errors import DecodeError, EncodeError, MissingDependencyError
 
 __all__ = ["YamlCodec"]
@@ -128,7 +129,10 @@ class YamlCodec(Codec):
     content_type = "application/x-yaml"
     content_encoding = "utf-8"
 
-    def __init__(self, *, max_nodes: int = DEFAULT_MAX_NODES) -> None:
+    def __init__(
+        self, *, max_nodes: int = DEFAULT_MAX_NODES, max_size: int = DEFAULT_MAX_SIZE
+    ) -> None:
+        self.max_size = max_size
         if max_nodes < 1:
             raise ValueError(f"max_nodes must be at least 1, got {max_nodes}")
         self.max_nodes = max_nodes
@@ -155,7 +159,9 @@ class YamlCodec(Codec):
         Raises:
             DecodeError: *data* is not valid YAML or UTF-8, holds several
                 documents, a Python-specific tag, or too many aliases.
+            SizeLimitError: *data* is larger than ``max_size``.
         """
+        check_size(data, self.max_size, "YAML body")
         try:
             return self._yaml.load(data, Loader=self._loader)
         except DecodeError:

@@ -17,7 +17,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._registry import Registry
 
-__all__ = ["Codec", "Compressor", "DecodeContext", "EncodeContext"]
+__all__ = ["DEFAULT_MAX_SIZE", "Codec", "Compressor", "DecodeContext", "EncodeContext"]
+
+#: Largest body decoded or decompressed, unless a registry or codec says otherwise.
+DEFAULT_MAX_SIZE = 64 * 1024 * 1024
+
+
+def check_size(data: bytes, max_size: int, what: str) -> None:
+    """Raise :class:`~msgwire.errors.SizeLimitError` if *data* exceeds *max_size*."""
+    if len(data) > max_size:
+        from .errors import SizeLimitError  # errors does not import base
+
+        raise SizeLimitError(
+            f"{what} of {len(data)} bytes is larger than max_size ({max_size})",
+        )
 
 
 @dataclass(frozen=True, slots=True)
