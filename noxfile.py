@@ -231,7 +231,7 @@ def interop(session: nox.Session) -> None:
         "PyYAML>=6.0",
         "backports.zstd>=1.0; python_version < '3.14'",
     )
-    _install_local(session, "msgwire")
+    _install_local(session, "msgwire", "signing")
     session.run(
         "pytest",
         "tests-integration/interop",
