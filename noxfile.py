@@ -52,13 +52,14 @@ def _group(package: str, group: str) -> list[str]:
     return [item for item in groups.get(group, []) if isinstance(item, str)]
 
 
-def _install_local(session: nox.Session, *names: str, extra: str = "") -> None:
-    """Install packages from their folders, rebuilt so that edits are picked up."""
-    targets = [
-        f"./packages/{name}{extra if name == names[-1] else ''}" for name in names
-    ]
+def _install_local(session: nox.Session, *specs: str) -> None:
+    """Install packages from their folders, rebuilt so that edits are picked up.
+
+    A spec is a package folder name, optionally with extras: ``"resultstores[redis]"``.
+    """
+    names = [spec.partition("[")[0] for spec in specs]
     reinstall = [arg for name in names for arg in ("--reinstall-package", name)]
-    session.install(*targets, *reinstall)
+    session.install(*[f"./packages/{spec}" for spec in specs], *reinstall)
 
 
 def _with_dependencies(package: str) -> tuple[str, ...]:
@@ -231,7 +232,7 @@ def interop(session: nox.Session) -> None:
         "PyYAML>=6.0",
         "backports.zstd>=1.0; python_version < '3.14'",
     )
-    _install_local(session, "msgwire", "signing")
+    _install_local(session, "msgwire", "signing", "resultstores[redis]")
     session.run(
         "pytest",
         "tests-integration/interop",
