@@ -22,6 +22,20 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Shared CI machines are slow and noisy: no per-example deadline in property
+# tests; HYPOTHESIS_PROFILE=thorough runs more examples.
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough",
+    deadline=None,
+    max_examples=2000,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 CONNECT_TIMEOUT = 1.5
 REQUIRE_VARIABLE = "QUEUE_REQUIRE_SERVICES"
