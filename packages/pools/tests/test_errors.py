@@ -19,6 +19,14 @@ EXAMPLES = [
     errors.WorkerLostError(exitcode=3),
     errors.WorkerLostError(signal=9),
     errors.RemoteException("mod.Weird", "it broke", "Traceback ...\n"),
+    errors.RemoteTraceback("Traceback ...\n"),
+    errors.TimeLimitExceeded(),
+    errors.TerminatedError(),
+    errors.TerminatedError(15),
+    errors.UnpicklableCallError("mod.fn()", "TypeError: cannot pickle"),
+    errors.UnpicklableResultError("_thread.lock", "TypeError: cannot pickle"),
+    errors.PoolBrokenError("broken"),
+    errors.PoolConflictError("prefork", ("a: x:Y", "b: z:W")),
 ]
 
 
@@ -33,6 +41,28 @@ def test_every_public_exception_survives_pickling(exc: Exception) -> None:
 def test_worker_lost_names_the_signal_or_exit_code() -> None:
     assert "signal SIGKILL (9)" in str(errors.WorkerLostError(signal=signal.SIGKILL))
     assert "exit code 3" in str(errors.WorkerLostError(exitcode=3))
+
+
+def test_errors_name_what_happened() -> None:
+    assert (
+        str(errors.TerminatedError(15))
+        == "the call was terminated with signal SIGTERM (15)"
+    )
+    assert str(errors.TimeLimitExceeded(2)) == "hard time limit (2 s) exceeded"
+    assert "pip install 'pools[gevent]'" in str(
+        errors.MissingDriverError("gevent", "gevent")
+    )
+    assert "return plain data" in str(errors.UnpicklableResultError("x", "y"))
+    assert "Traceback" in str(
+        errors.RemoteTraceback("Traceback (most recent call last)")
+    )
+
+
+def test_exceptions_catchable_as_builtins() -> None:
+    assert isinstance(errors.UnknownPoolError("x"), ValueError)
+    assert isinstance(errors.MissingDriverError("gevent", "gevent"), ImportError)
+    assert isinstance(errors.PoolClosedError("x"), RuntimeError)
+    assert isinstance(errors.UnpicklableCallError("f", "r"), TypeError)
 
 
 def test_unknown_pool_suggests_the_closest_kind() -> None:
