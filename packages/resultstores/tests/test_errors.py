@@ -12,8 +12,13 @@ EXAMPLES = [
     errors.InvalidURLError("bad url"),
     errors.UnknownSchemeError("memcache", ("memcached", "memory", "redis")),
     errors.MissingDriverError("memcached", "memcached"),
-    errors.StoreConnectionError("connection refused"),
+    errors.ResultStoreConnectionError("connection refused"),
     errors.ResultTimeoutError("task-id", 2.5),
+    errors.ResultTooLargeError("memcached", "task-id", 2_000_000, 1_048_000),
+    errors.InvalidStateError("task state must be a str"),
+    errors.RemoteTaskError(
+        "MyError", "myapp.errors", ("boom", 1), "Traceback...", "not allowed"
+    ),
 ]
 
 
@@ -22,6 +27,7 @@ def test_every_public_exception_survives_pickling(exc: Exception) -> None:
     clone = pickle.loads(pickle.dumps(exc))
     assert type(clone) is type(exc)
     assert str(clone) == str(exc)
+    assert clone.__dict__ == exc.__dict__
     assert isinstance(clone, resultstores.ResultStoreError)
 
 
@@ -43,6 +49,24 @@ def test_missing_driver_names_the_extra() -> None:
     assert "pip install 'resultstores[cassandra]'" in str(
         errors.MissingDriverError("cassandra", "cassandra")
     )
+
+
+def test_too_large_names_the_sizes_and_what_to_do() -> None:
+    message = str(errors.ResultTooLargeError("memcached", "t1", 2_000_000, 1_048_000))
+    assert "t1 is 2000000 bytes" in message
+    assert "(1048000 bytes)" in message
+    assert "return a smaller value" in message
+
+
+def test_remote_task_error_shows_type_message_and_reason() -> None:
+    exc = errors.RemoteTaskError(
+        "MyError", "myapp.errors", ("boom",), "TB", "not allowed"
+    )
+    assert (
+        str(exc)
+        == "task raised myapp.errors.MyError('boom') [not rebuilt: not allowed]"
+    )
+    assert exc.traceback == "TB"
 
 
 def test_version_comes_from_the_distribution_metadata() -> None:
