@@ -232,7 +232,9 @@ def interop(session: nox.Session) -> None:
         "PyYAML>=6.0",
         "backports.zstd>=1.0; python_version < '3.14'",
     )
-    _install_local(session, "msgwire", "signing", "resultstores[redis]")
+    _install_local(
+        session, "msgwire", "signing", "resultstores[redis]", "transports[redis,amqp]"
+    )
     session.run(
         "pytest",
         "tests-integration/interop",
