@@ -12,6 +12,7 @@ package's ``benchmarks/``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,9 +118,30 @@ def typecheck(session: nox.Session, package: str) -> None:
     )
 
 
+# Each library installed on its own (with only the siblings it needs), then the
+# Python examples of its README run in that virtualenv. Extras are the ones the
+# example needs.
+STANDALONE: dict[str, tuple[str, ...]] = {
+    "msgwire": ("./packages/msgwire",),
+    "pools": ("./packages/pools",),
+    "signing": ("./packages/msgwire", "./packages/signing"),
+    "resultstores": ("./packages/msgwire", "./packages/resultstores[sqlalchemy]"),
+}
+DRIVERS = {
+    "redis", "hiredis", "amqp", "pymongo", "pycouchdb", "sqlalchemy",
+    "psycopg", "pymysql", "boto3", "pymemcache", "cassandra-driver",
+}  # fmt: skip
+
+
+def readme_examples(package: str) -> list[str]:
+    """Return the ```python blocks of a package's README, in order."""
+    text = (PACKAGES_DIR / package / "README.md").read_text()
+    return re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+
+
 @nox.session(venv_backend="none")
 def packaging(session: nox.Session) -> None:
-    """The documented install recipe, and each library installed alone.
+    """Each library installed alone runs its README example; the checkout recipe.
 
     Uses plain ``venv`` + ``pip`` in fresh virtualenvs, exactly as the README
     tells a user, so nothing of nox's own environments helps it pass.
@@ -127,6 +149,7 @@ def packaging(session: nox.Session) -> None:
     work = ROOT / ".nox" / "packaging"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    os.chdir(ROOT)
 
     def fresh(name: str) -> Path:
         venv = work / name
@@ -147,30 +170,23 @@ def packaging(session: nox.Session) -> None:
         ).stdout
         return {line.split("==")[0].lower() for line in out.splitlines()}
 
-    drivers = {
-        "redis", "hiredis", "amqp", "pymongo", "pycouchdb", "sqlalchemy",
-        "psycopg", "pymysql", "boto3", "pymemcache", "cassandra-driver",
-    }  # fmt: skip
-
-    session.log("msgwire alone: imports, and brings no broker driver")
-    python = fresh("msgwire")
-    pip(python, "./packages/msgwire")
-    session.run(str(python), "-c", "import msgwire; msgwire.dumps([1])", external=True)
-    extra = installed(python) & (drivers | {"transports", "pools", "signing"})
-    if extra:
-        session.error(f"msgwire alone installed {sorted(extra)}")
-
-    session.log("pools alone: imports, without transports or any driver")
-    python = fresh("pools")
-    pip(python, "./packages/pools")
-    session.run(str(python), "-c", "import pools, billiard", external=True)
-    extra = installed(python) & (drivers | {"transports", "msgwire"})
-    if extra:
-        session.error(f"pools alone installed {sorted(extra)}")
+    siblings = set(PACKAGES) | {"queue_meta"}
+    for package, targets in STANDALONE.items():
+        session.log(f"{package} alone: only what it needs, and its README example")
+        python = fresh(package)
+        pip(python, *targets)
+        allowed = {target.rsplit("/", 1)[-1].partition("[")[0] for target in targets}
+        if package == "resultstores":
+            allowed.add("sqlalchemy")  # the extra its example uses
+        extra = installed(python) & ((DRIVERS | siblings) - allowed)
+        if extra:
+            session.error(f"{package} alone installed {sorted(extra)}")
+        for number, code in enumerate(readme_examples(package), 1):
+            session.log(f"{package} README example {number}")
+            session.run(str(python), "-c", code, external=True, silent=True)
 
     session.log("the checkout recipe: every package in one pip command")
     python = fresh("recipe")
-    os.chdir(ROOT)
     pip(python, *RECIPE)
     session.run(
         str(python),
@@ -178,7 +194,7 @@ def packaging(session: nox.Session) -> None:
         "import queue_meta, msgwire, transports, resultstores, pools, signing",
         external=True,
     )
-    missing = (drivers | {"gevent", "eventlet", "msgpack", "pyyaml"}) - installed(
+    missing = (DRIVERS | {"gevent", "eventlet", "msgpack", "pyyaml"}) - installed(
         python
     )
     if missing:
