@@ -221,13 +221,18 @@ def _services(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def integration(session: nox.Session) -> None:
-    """tests-integration/ against real services (started by services/up)."""
+    """tests-integration/ against real services (started by services/up).
+
+    Paths among the arguments choose a part:
+    ``nox -s integration -- tests-integration/transports -x``.
+    """
     _services(session)
     session.install("pytest>=8", "hypothesis>=6.100")
     _install_local(session, *PACKAGES)
+    chosen = [arg for arg in session.posargs if arg.startswith("tests-integration")]
     session.run(
         "pytest",
-        "tests-integration",
+        *([] if chosen else ["tests-integration"]),
         "--ignore=tests-integration/interop",
         "-p",
         "no:cacheprovider",
