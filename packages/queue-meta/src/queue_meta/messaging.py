@@ -1,0 +1,249 @@
+"""Turning calls into protocol-2 task messages and publishing them.
+
+:func:`prepare` resolves routing and options and encodes one message;
+:func:`publish` declares what the messages need and publishes them, in one
+broker round trip where the transport batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from msgwire import Embed, TaskMessage, TimeLimit
+
+from .app import _as_datetime, route_for
+from .canvas import signature
+from .errors import ConfigurationError
+from .security import signing_serializer
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["Prepared", "prepare", "publish"]
+
+logger = logging.getLogger(__name__)
+
+#: apply_async options understood here (anything else is a TypeError).
+CALL_OPTIONS = frozenset(
+    {
+        "countdown", "eta", "expires", "queue", "routing_key", "exchange", "priority",
+        "serializer", "compression", "headers", "task_id", "link", "link_error",
+        "retry", "retry_policy", "time_limit", "soft_time_limit", "ignore_result",
+        "shadow", "parent_id", "root_id", "group_id", "group_index", "retries",
+        "reply_to", "correlation_id", "chain", "chord", "exchange_type",
+        "delivery_mode", "add_to_parent", "immutable",
+    }
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An encoded task message and where it goes."""
+
+    task_id: str
+    name: str
+    queue: str | None
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+
+
+def _signatures(value: Any) -> list[dict[str, Any]] | None:
+    if not value:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [dict(signature(item)) for item in items]
+
+
+def prepare(
+    app: App,
+    name: str,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+    task: Any = None,
+) -> Prepared:
+    """Build and encode the message for one call.
+
+    Raises:
+        TypeError: An unknown option, or arguments of the wrong shape.
+        msgwire.EncodeError: An argument cannot be serialized.
+    """
+    unknown = set(options) - CALL_OPTIONS
+    if unknown:
+        import difflib
+
+        bad = sorted(unknown)[0]
+        close = difflib.get_close_matches(bad, CALL_OPTIONS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"unknown apply_async option {bad!r} for {name}{hint}")
+    conf = app.conf
+    now = app.now()
+    countdown = options.get("countdown")
+    eta = _as_datetime(options.get("eta"), now)
+    if countdown is not None:
+        if eta is not None:
+            raise TypeError(f"{name}: give countdown or eta, not both")
+        eta = now + timedelta(seconds=float(countdown))
+    expires = options.get("expires", getattr(task, "expires", None))
+    expires_at = _as_datetime(expires, now)
+    route = route_for(app, name, args or (), kwargs or {}, task)
+    queue = options.get("queue") or route.get("queue") or getattr(task, "queue", None)
+    exchange = options.get("exchange", route.get("exchange"))
+    routing_key = options.get("routing_key") or route.get("routing_key")
+    if exchange is None:
+        exchange = ""
+    if not exchange:
+        queue = queue or routing_key or conf.task_default_queue
+        routing_key = queue
+    else:
+        routing_key = routing_key or queue or ""
+    priority = options.get("priority")
+    if priority is None:
+        priority = route.get("priority", getattr(task, "priority", None))
+    if priority is None:
+        priority = conf.task_default_priority
+    if priority is not None and (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not 0 <= priority <= 9
+    ):
+        raise ConfigurationError(
+            f"{name}: priority must be an int 0-9, got {priority!r}"
+        )
+    serializer = options.get("serializer") or getattr(task, "serializer", None)
+    serializer = signing_serializer(conf) or serializer or conf.task_serializer
+    compression = options.get("compression") or getattr(task, "compression", None)
+    compression = compression or conf.task_compression
+    time_limit = options.get("time_limit")
+    soft_limit = options.get("soft_time_limit")
+    ignore_result = options.get("ignore_result")
+    if ignore_result is None:
+        ignore_result = bool(getattr(task, "ignore_result", False))
+    from .task import current_request, new_task_id
+
+    parent = current_request()
+    parent_id = options.get("parent_id")
+    root_id = options.get("root_id")
+    if parent is not None and parent.id and parent_id is None:
+        parent_id = parent.id
+        root_id = root_id or parent.root_id or parent.id
+    message = TaskMessage(
+        task=name,
+        id=options.get("task_id") or new_task_id(),
+        args=tuple(args or ()),
+        kwargs=dict(kwargs or {}),
+        embed=Embed(
+            callbacks=_signatures(options.get("link")),
+            errbacks=_signatures(options.get("link_error")),
+            chain=_signatures(options.get("chain")),
+            chord=dict(options["chord"]) if options.get("chord") else None,
+        ),
+        eta=eta,
+        expires=expires_at,
+        retries=int(options.get("retries") or 0),
+        timelimit=TimeLimit(time_limit, soft_limit),
+        root_id=root_id,
+        parent_id=parent_id,
+        group=options.get("group_id"),
+        group_index=options.get("group_index"),
+        shadow=options.get("shadow"),
+        ignore_result=bool(ignore_result),
+        headers=dict(options.get("headers") or {}),
+        correlation_id=options.get("correlation_id"),
+        reply_to=options.get("reply_to") or _reply_to(app),
+        priority=priority,
+    )
+    wire = message.encode(
+        registry=app.registry,
+        serializer=serializer,
+        compression=compression,
+        now=now,
+    )
+    # The worker records REVOKED for an expired task, so the broker must not
+    # drop it silently: the ``expires`` header rules, not an AMQP expiration.
+    wire.properties.pop("expiration", None)
+    return Prepared(
+        message.id,
+        name,
+        queue,
+        exchange,
+        routing_key,
+        wire.body,
+        wire.headers,
+        wire.properties,
+    )
+
+
+def _reply_to(app: App) -> str:
+    from .rpc import reply_queue_for
+
+    return reply_queue_for(app)
+
+
+def declare_queue(app: App, name: str) -> None:
+    """Declare queue *name* with the app's queue arguments, once per process."""
+    key = ("", name)
+    if key in app._declared:
+        return
+    options: dict[str, Any] = {}
+    if app.conf.task_queue_max_priority is not None:
+        options["max_priority"] = app.conf.task_queue_max_priority
+    app.transport.declare_queue(name, **options)
+    app._declared.add(key)
+
+
+def declare(app: App, prepared: Prepared) -> None:
+    """Declare the queue (and exchange) a message needs, once per process."""
+    key = (prepared.exchange, prepared.queue or "")
+    if key in app._declared:
+        return
+    transport = app.transport
+    if prepared.queue and app.conf.task_create_missing_queues:
+        declare_queue(app, prepared.queue)
+    if prepared.exchange:
+        transport.declare_exchange(
+            prepared.exchange, app.conf.task_default_exchange_type
+        )
+        if prepared.queue:
+            transport.bind(prepared.queue, prepared.exchange, prepared.routing_key)
+    app._declared.add(key)
+
+
+def publish(app: App, prepared: list[Prepared], retry: bool = True) -> None:
+    """Publish prepared messages in one batch.
+
+    Raises:
+        transports.TransportConnectionError: The broker stayed unreachable.
+    """
+    from transports import Message
+
+    for item in prepared:
+        declare(app, item)
+    transport = app.transport
+    if len(prepared) == 1:
+        item = prepared[0]
+        transport.publish(
+            item.routing_key,
+            item.body,
+            exchange=item.exchange,
+            headers=item.headers,
+            properties=item.properties,
+        )
+        return
+    transport.publish_many(
+        Message(
+            item.routing_key,
+            item.body,
+            item.exchange,
+            item.headers,
+            item.properties,
+        )
+        for item in prepared
+    )

@@ -1,0 +1,905 @@
+"""The worker: fetch task messages in batches, run them in a pool, report.
+
+::
+
+    broker --(batch fetch, bounded prefetch)--> consumer loop (main thread)
+      decode -> verify -> accept-list -> known task? revoked? expired?
+      -> ETA timer / rate-limit bucket -> pool
+    pool --(done)--> finisher thread: results written in one batch, retries
+      published, then the messages acknowledged in one batch
+
+Delivery is at-least-once by default (``task_acks_late``): a message is
+acknowledged after its result is written. Warm shutdown (first SIGTERM or
+SIGINT) stops fetching, lets running tasks finish and returns the messages
+it had not started; a second signal (or SIGQUIT) stops at once and leaves
+unacknowledged messages to the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import heapq
+import itertools
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from queue_meta import signals, states
+from queue_meta.control import CONTROL_EXCHANGE
+from queue_meta.errors import NotRegisteredError, Retry
+
+from ._ratelimit import TokenBucket, parse_rate
+from ._trace import Outcome, execute, execute_async, set_worker_app
+
+if TYPE_CHECKING:
+    from msgwire import TaskMessage
+    from pools import Pool
+    from queue_meta.app import App
+    from queue_meta.task import Task
+    from transports import Consumer, Delivery
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("queue_meta.worker")
+
+
+@dataclass(eq=False)
+class Request:
+    """One task message the worker is handling."""
+
+    delivery: Delivery
+    message: TaskMessage
+    task: Task[Any, Any]
+    acked: bool = False
+    future: Any = None
+    started: float = 0.0
+    held: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.message.id
+
+    @property
+    def name(self) -> str:
+        return self.message.task
+
+
+def expand_hostname(value: str | None) -> str:
+    """Expand ``%h`` (host), ``%n`` (name part) and ``%d`` (domain) in a node name."""
+    host = socket.gethostname()
+    name, _, domain = host.partition(".")
+    text = value or "queue@%h"
+    return text.replace("%h", host).replace("%n", name).replace("%d", domain)
+
+
+def _app_reference(app: App) -> str:
+    """``module:attribute`` under which pool processes find *app*."""
+    if app.import_path:
+        return app.import_path
+    for module_name, module in list(sys.modules.items()):
+        if module_name == "__main__" or module is None:
+            continue
+        try:
+            items = list(vars(module).items())
+        except TypeError:
+            continue
+        for attribute, value in items:
+            if value is app:
+                return f"{module_name}:{attribute}"
+    return app.main
+
+
+class Worker:
+    """Consumes task messages of an app and runs them.
+
+    Args:
+        app: The app whose tasks run.
+        queues: Queue names (default: ``task_default_queue``).
+        concurrency: Pool size (default: the setting, else the CPU count).
+        pool: ``prefork``, ``threads``, ``solo``, ``eventlet``, ``gevent``, ``asyncio``.
+        hostname: Node name; ``%h`` is the host name.
+        prefetch_multiplier: Unacknowledged messages per pool slot (0: no limit).
+        max_tasks_per_child: Replace a pool worker after this many tasks.
+        max_memory_per_child: Replace a prefork child above this RSS (KiB).
+        autoscale: ``(max, min)`` pool size bounds, resized with the load.
+        time_limit: Hard time limit for every task, seconds.
+        soft_time_limit: Soft time limit for every task, seconds.
+        statedb: File keeping revoked task ids across restarts.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        pool: str | None = None,
+        hostname: str | None = None,
+        prefetch_multiplier: int | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+        autoscale: tuple[int, int] | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        statedb: str | None = None,
+    ) -> None:
+        conf = app.conf
+        self.app = app
+        self.queues = list(queues or [conf.task_default_queue])
+        self.pool_kind = pool or conf.worker_pool
+        if autoscale is not None:
+            high, low = autoscale
+            if not 0 <= low <= high or high < 1:
+                raise ValueError(
+                    f"autoscale must be MAX,MIN with MAX >= MIN >= 0, got {autoscale}"
+                )
+            concurrency = max(low, 1)
+        self.autoscale = autoscale
+        size = concurrency or conf.worker_concurrency or os.cpu_count() or 1
+        if self.pool_kind == "solo":
+            size = 1
+        self.concurrency = size
+        self.hostname = expand_hostname(hostname or conf.worker_hostname)
+        multiplier = (
+            conf.worker_prefetch_multiplier
+            if prefetch_multiplier is None
+            else prefetch_multiplier
+        )
+        high = autoscale[0] if autoscale else size
+        self.prefetch = 10_000 if multiplier == 0 else max(1, high * multiplier)
+        self.max_tasks_per_child = (
+            max_tasks_per_child or conf.worker_max_tasks_per_child
+        )
+        self.max_memory_per_child = (
+            max_memory_per_child or conf.worker_max_memory_per_child
+        )
+        self.time_limit = time_limit
+        self.soft_time_limit = soft_time_limit
+        self.statedb = statedb or conf.worker_state_db
+        self.app_ref = _app_reference(app)
+        self.pool: Pool | None = None
+        self.consumer: Consumer | None = None
+        self.active: dict[str, Request] = {}
+        self.revoked: dict[str, float] = {}
+        self.processed = 0
+        self.failed = 0
+        self._stopping = threading.Event()
+        self._cold = False
+        self._finished: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._finisher: threading.Thread | None = None
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._buckets: dict[str, TokenBucket | None] = {}
+        self._limited: dict[str, list[Request]] = {}
+        self._held = 0
+        self._control_queue: str | None = None
+        self._started_at = 0.0
+        self.ready = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def banner(self) -> str:
+        """The startup text: node, broker, results, pool, queues, tasks."""
+        app = self.app
+        from queue_meta.app import _mask
+
+        lines = [
+            f"queue-meta worker {self.hostname}",
+            f"  app:         {app.main}",
+            f"  broker:      {_mask(app.broker_url)}",
+            f"  results:     {_mask(app.result_backend_url)}",
+            f"  pool:        {self.pool_kind} (concurrency {self.concurrency})",
+            f"  prefetch:    {self.prefetch}",
+            f"  queues:      {', '.join(self.queues)}",
+        ]
+        if app.uses_embedded_default:
+            lines.append(f"  files:       {app.home}")
+        user = sorted(name for name in app.tasks if not name.startswith("celery."))
+        lines.append("  tasks:")
+        lines.extend(f"    . {name}" for name in user)
+        return "\n".join(lines)
+
+    def start(self) -> None:
+        """Run until :meth:`stop` (or a signal, in the main thread); blocks."""
+        self._started_at = time.monotonic()
+        self._load_state()
+        set_worker_app(self.app)
+        self.app.import_modules()
+        signals.worker_init.send(sender=self)
+        self.pool = self._create_pool()
+        try:
+            self._open_consumer()
+            self._finisher = threading.Thread(
+                target=self._finish_loop, name="queue-meta-finisher", daemon=True
+            )
+            self._finisher.start()
+            logger.info("%s ready.", self.hostname)
+            signals.worker_ready.send(sender=self)
+            self.ready.set()
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: warm shutdown, a second one cold; SIGQUIT: cold."""
+
+        def warm(signum: int, frame: Any) -> None:
+            if self._stopping.is_set():
+                logger.warning("second signal: cold shutdown")
+                self.stop(cold=True)
+            else:
+                logger.warning(
+                    "warm shutdown: finishing %d running tasks (signal again to stop "
+                    "now)",
+                    len(self.active),
+                )
+                self.stop()
+
+        def cold(signum: int, frame: Any) -> None:
+            self.stop(cold=True)
+
+        signal.signal(signal.SIGTERM, warm)
+        signal.signal(signal.SIGINT, warm)
+        if hasattr(signal, "SIGQUIT"):
+            signal.signal(signal.SIGQUIT, cold)
+
+    def stop(self, *, cold: bool = False) -> None:
+        """Ask the worker to stop (warm by default); returns at once."""
+        self._cold = self._cold or cold
+        self._stopping.set()
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):  # best effort, from a signal handler
+                self.consumer.interrupt()
+        if cold and self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _create_pool(self) -> Pool:
+        from pools import create_pool
+
+        options: dict[str, Any] = {"size": self.concurrency}
+        if self.pool_kind == "prefork":
+            options["initializer"] = _process_init
+            options["initargs"] = (self.app_ref,)
+            if self.max_memory_per_child:
+                options["max_memory_per_child_kib"] = self.max_memory_per_child
+        if self.max_tasks_per_child and self.pool_kind in ("prefork", "threads"):
+            options["max_tasks_per_child"] = self.max_tasks_per_child
+        return create_pool(self.pool_kind, **options)
+
+    def _open_consumer(self) -> None:
+        transport = self.app.transport
+        from queue_meta.messaging import declare_queue
+
+        for name in self.queues:
+            declare_queue(self.app, name)
+        consumer = transport.consumer(self.queues, prefetch=self.prefetch)
+        if transport.capabilities.fanout:
+            try:
+                transport.declare_exchange(CONTROL_EXCHANGE, "fanout", durable=False)
+                self._control_queue = consumer.subscribe(CONTROL_EXCHANGE)
+            except Exception as exc:  # noqa: BLE001 - remote control is optional
+                logger.warning("remote control is off: %s", exc)
+        self.consumer = consumer
+
+    def _shutdown(self) -> None:
+        consumer = self.consumer
+        cold = self._cold
+        if self.pool is not None:
+            self.pool.shutdown(wait=not cold, cancel_futures=cold)
+        if self._finisher is not None:
+            self._finished.put(None)
+            self._finisher.join(timeout=None if not cold else 5.0)
+        if consumer is not None:
+            consumer.close(requeue=not cold)
+        self._save_state()
+        signals.worker_shutdown.send(sender=self)
+        set_worker_app(None)
+        logger.info(
+            "%s stopped: %d tasks processed (%d failed)", self.hostname, self.processed,
+            self.failed,
+        )  # fmt: skip
+
+    # -- the consumer loop -----------------------------------------------------------
+
+    def _loop(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None  # noqa: S101 - set by start()
+        while not self._stopping.is_set():
+            wait = self._run_timers()
+            batch = consumer.fetch(timeout=min(wait, 1.0))
+            for delivery in batch:
+                if delivery.queue == self._control_queue:
+                    self._on_control(delivery)
+                    continue
+                try:
+                    self._on_message(delivery)
+                except Exception:
+                    logger.exception("could not handle %r; it is rejected", delivery)
+                    self._settle(delivery, requeue=False)
+            if self.autoscale:
+                self._autoscale()
+
+    def _run_timers(self) -> float:
+        """Run due timers; return seconds until the next one."""
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, callback = heapq.heappop(self._timers)
+            try:
+                callback()
+            except Exception:
+                logger.exception("a worker timer failed")
+            now = time.monotonic()
+        return self._timers[0][0] - now if self._timers else 1.0
+
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(
+            self._timers, (time.monotonic() + delay, next(self._seq), callback)
+        )
+
+    def _settle(self, delivery: Delivery, *, requeue: bool) -> None:
+        try:
+            delivery.reject(requeue=requeue)
+        except Exception:
+            logger.exception("could not reject %r", delivery)
+
+    def _on_message(self, delivery: Delivery) -> None:
+        from msgwire import TaskMessage
+
+        app = self.app
+        try:
+            message = TaskMessage.decode(
+                delivery.body,
+                delivery.headers,
+                delivery.properties,
+                registry=app.registry,
+            )
+        except Exception as exc:  # noqa: BLE001 - any decode or verification error
+            logger.error(
+                "rejected a message from queue %r that cannot be used (%s: %s); %s",
+                delivery.queue,
+                type(exc).__name__,
+                exc,
+                self._where_rejected(delivery),
+            )
+            self._settle(delivery, requeue=False)
+            return
+        task = app.tasks.get(message.task)
+        if task is None:
+            logger.error(
+                "received unregistered task %r (id %s); %s. Is the module that defines "
+                "it imported by the worker (-A, imports, include)?",
+                message.task,
+                message.id,
+                self._where_rejected(delivery),
+            )
+            self._store(message.id, states.FAILURE, NotRegisteredError(message.task))
+            self._settle(delivery, requeue=False)
+            return
+        request = Request(delivery, message, task)
+        signals.task_received.send(sender=self, request=request)
+        if message.id in self.revoked:
+            self._discard(request, "revoked")
+            return
+        now = datetime.now(timezone.utc)
+        if message.expires is not None and message.expires <= now:
+            self._discard(request, "expired")
+            return
+        if message.eta is not None and message.eta > now:
+            delay = (message.eta - now).total_seconds()
+            self._hold(request)
+            logger.info(
+                "task %s[%s] scheduled for %s", message.task, message.id, message.eta
+            )
+            self._call_later(delay, lambda: self._release(request))
+            return
+        self._rate_limited(request)
+
+    def _where_rejected(self, delivery: Delivery) -> str:
+        capabilities = self.app.transport.capabilities
+        if capabilities.dead_lettering:
+            return (
+                "it goes to the queue's dead-letter queue if one is configured, "
+                "else it is dropped"
+            )
+        name = self.app.transport.name
+        return f"the {name} broker has no dead-lettering, so it is dropped"
+
+    def _hold(self, request: Request) -> None:
+        """Keep *request* locally (ETA, rate limit) without blocking the window."""
+        request.held = True
+        self._held += 1
+        if self.consumer is not None:
+            self.consumer.prefetch = self.prefetch + self._held
+
+    def _release(self, request: Request, *, token_taken: bool = False) -> None:
+        if request.held:
+            request.held = False
+            self._held -= 1
+            if self.consumer is not None:
+                self.consumer.prefetch = self.prefetch + self._held
+        if request.id in self.revoked:
+            self._discard(request, "revoked")
+            return
+        expires = request.message.expires
+        if expires is not None and expires <= datetime.now(timezone.utc):
+            self._discard(request, "expired")
+            return
+        if token_taken:
+            self._dispatch(request)
+        else:
+            self._rate_limited(request)
+
+    def _discard(self, request: Request, why: str) -> None:
+        logger.info("discarding %s task %s[%s]", why, request.name, request.id)
+        self._store(request.id, states.REVOKED, None, reason=why)
+        signals.task_revoked.send(
+            sender=self, request=request, terminated=False, signum=None,
+            expired=why == "expired",
+        )  # fmt: skip
+        try:
+            request.delivery.ack()
+        except Exception:
+            logger.exception("could not acknowledge %s", request.id)
+
+    def _rate_limited(self, request: Request) -> None:
+        task = request.task
+        if self.app.conf.worker_disable_rate_limits or task.rate_limit is None:
+            self._dispatch(request)
+            return
+        if task.name not in self._buckets:
+            rate = parse_rate(task.rate_limit)
+            self._buckets[task.name] = TokenBucket(rate) if rate else None
+        bucket = self._buckets[task.name]
+        waiting = self._limited.setdefault(task.name, [])
+        if bucket is None or (not waiting and bucket.take()):
+            self._dispatch(request)
+            return
+        if not request.held:
+            self._hold(request)
+        waiting.append(request)
+        if len(waiting) == 1:
+            self._call_later(bucket.wait_time(), lambda: self._drain_bucket(task.name))
+
+    def _drain_bucket(self, name: str) -> None:
+        bucket = self._buckets.get(name)
+        waiting = self._limited.get(name) or []
+        while waiting and bucket is not None and bucket.take():
+            self._release(waiting.pop(0), token_taken=True)
+        if waiting and bucket is not None:
+            self._call_later(bucket.wait_time(), lambda: self._drain_bucket(name))
+
+    def _dispatch(self, request: Request) -> None:
+        message, task = request.message, request.task
+        if request.held:
+            request.held = False
+            self._held -= 1
+            if self.consumer is not None:
+                self.consumer.prefetch = self.prefetch + self._held
+        if not task.acks_late:
+            request.delivery.ack()
+            request.acked = True
+        hard = message.timelimit.hard or task.time_limit or self.time_limit
+        soft = message.timelimit.soft or task.soft_time_limit or self.soft_time_limit
+        if hard is not None and soft is not None and soft >= hard:
+            soft = None
+        context = self._context(request)
+        assert self.pool is not None  # noqa: S101 - set by start()
+        func: Any = execute
+        if task.is_async and self.pool_kind == "asyncio":
+            func = execute_async
+        request.started = time.monotonic()
+        self.active[request.id] = request
+        try:
+            future = self.pool.submit_call(
+                func,
+                (self.app_ref, task.name, context),
+                {},
+                soft_time_limit=soft,
+                time_limit=hard,
+            )
+        except Exception as exc:  # noqa: BLE001 - the pool refused the call
+            self.active.pop(request.id, None)
+            logger.error("could not start %s[%s]: %s", task.name, request.id, exc)
+            self._store(request.id, states.FAILURE, exc)
+            if not request.acked:
+                self._settle(request.delivery, requeue=False)
+            return
+        request.future = future
+        future.add_done_callback(functools.partial(self._on_done, request))
+
+    def _on_done(self, request: Request, future: Any) -> None:
+        self._finished.put(request)
+
+    def _context(self, request: Request) -> dict[str, Any]:
+        message, delivery = request.message, request.delivery
+        embed = message.embed
+        return {
+            "id": message.id,
+            "task": message.task,
+            "args": list(message.args),
+            "kwargs": dict(message.kwargs),
+            "retries": message.retries,
+            "hostname": self.hostname,
+            "delivery_info": {
+                "exchange": delivery.exchange,
+                "routing_key": delivery.routing_key,
+                "priority": delivery.properties.get("priority"),
+                "redelivered": delivery.redelivered,
+            },
+            "eta": message.eta,
+            "expires": message.expires,
+            "parent_id": message.parent_id,
+            "root_id": message.root_id,
+            "group": message.group,
+            "group_index": message.group_index,
+            "correlation_id": message.correlation_id,
+            "reply_to": message.reply_to or None,
+            "timelimit": (message.timelimit.hard, message.timelimit.soft),
+            "headers": dict(message.headers),
+            "callbacks": embed.callbacks,
+            "errbacks": embed.errbacks,
+            "chain": embed.chain,
+            "chord": embed.chord,
+            "ignore_result": message.ignore_result,
+            "origin": message.origin,
+        }
+
+    # -- finishing -------------------------------------------------------------------
+
+    def _finish_loop(self) -> None:
+        while True:
+            first = self._finished.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < 500:
+                try:
+                    item = self._finished.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                self._finish(batch)
+            except Exception:
+                logger.exception("finishing %d tasks failed", len(batch))
+            if stop:
+                return
+
+    def _outcome(self, request: Request) -> Outcome:
+        from pools import TerminatedError, TimeLimitExceeded, WorkerLostError
+
+        future = request.future
+        try:
+            result: Outcome = future.result()
+            return result
+        except CancelledError:
+            return Outcome("CANCELLED")
+        except TerminatedError as exc:
+            return Outcome(states.REVOKED, exc)
+        except WorkerLostError as exc:
+            if request.task.reject_on_worker_lost:
+                return Outcome(states.REJECTED, exc, requeue=True)
+            return Outcome(states.FAILURE, exc, f"{type(exc).__name__}: {exc}")
+        except TimeLimitExceeded as exc:
+            return Outcome(states.FAILURE, exc, f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # noqa: BLE001 - the pool's own failure
+            return Outcome(states.FAILURE, exc, f"{type(exc).__name__}: {exc}")
+
+    def _finish(self, batch: list[Request]) -> None:
+        from resultstores import ResultWrite, TaskInfo
+
+        writes: list[ResultWrite] = []
+        acks: list[Request] = []
+        rejects: list[tuple[Request, bool]] = []
+        extended = self.app.conf.result_extended
+        for request in batch:
+            outcome = self._outcome(request)
+            self.active.pop(request.id, None)
+            task, message = request.task, request.message
+            info = None
+            if extended:
+                info = TaskInfo(
+                    name=task.name, args=list(message.args),
+                    kwargs=dict(message.kwargs),
+                    worker=self.hostname, retries=message.retries,
+                    queue=request.delivery.routing_key,
+                )  # fmt: skip
+            store = not (task.ignore_result or message.ignore_result)
+            state = outcome.state
+            if state == "CANCELLED":
+                if not request.acked:
+                    rejects.append((request, True))
+                continue
+            self.processed += 1
+            if state == states.SUCCESS:
+                logger.info(
+                    "Task %s[%s] succeeded in %.6fs: %s",
+                    task.name, request.id, outcome.runtime, _short(outcome.value),
+                )  # fmt: skip
+                self._send_callbacks(request, outcome.value)
+                if store:
+                    writes.append(
+                        ResultWrite(request.id, state, outcome.value, info=info)
+                    )
+                acks.append(request)
+            elif state == states.RETRY:
+                retry = outcome.value
+                if not self._send_retry(request, outcome):
+                    rejects.append((request, True))
+                    continue
+                logger.info("Task %s[%s] retry: %s", task.name, request.id, retry)
+                if store:
+                    exc = retry.exc if isinstance(retry, Retry) and retry.exc else retry
+                    writes.append(
+                        ResultWrite(
+                            request.id, states.RETRY, exc, outcome.traceback, info
+                        )
+                    )
+                acks.append(request)
+            elif state == states.FAILURE:
+                self.failed += 1
+                logger.error(
+                    "Task %s[%s] raised unexpected: %r\n%s",
+                    task.name, request.id, outcome.value, outcome.traceback or "",
+                )  # fmt: skip
+                if store or task.store_errors_even_if_ignored:
+                    writes.append(
+                        ResultWrite(
+                            request.id,
+                            states.FAILURE,
+                            outcome.value,
+                            outcome.traceback,
+                            info,
+                        )
+                    )
+                self._send_errbacks(request)
+                if task.acks_on_failure_or_timeout:
+                    acks.append(request)
+                else:
+                    rejects.append((request, False))
+            elif state == states.REVOKED:
+                logger.warning(
+                    "Task %s[%s] terminated: %s", task.name, request.id, outcome.value
+                )
+                writes.append(
+                    ResultWrite(request.id, states.REVOKED, _revoked_exc("terminated"))
+                )
+                acks.append(request)
+            elif state == states.REJECTED:
+                logger.warning(
+                    "Task %s[%s] rejected (requeue=%s): %s",
+                    task.name, request.id, outcome.requeue, outcome.value,
+                )  # fmt: skip
+                rejects.append((request, outcome.requeue))
+            else:  # IGNORED
+                acks.append(request)
+        if writes:
+            try:
+                self._write(batch, writes)
+            except Exception:
+                logger.exception(
+                    "could not store %d results; their messages go back to the queue",
+                    len(writes),
+                )
+                written = {w.task_id for w in writes}
+                rejects.extend((r, True) for r in acks if r.id in written)
+                acks = [r for r in acks if r.id not in written]
+        late = [r.delivery for r in acks if not r.acked]
+        if late:
+            try:
+                self.app.transport.ack_many(late)
+            except Exception:
+                logger.exception("could not acknowledge %d messages", len(late))
+        for request, requeue in rejects:
+            if not request.acked:
+                self._settle(request.delivery, requeue=requeue)
+
+    def _write(self, batch: list[Request], writes: list[Any]) -> None:
+        """Store result writes in one round trip (rpc://: send them to callers)."""
+        backend = self.app.backend
+        if getattr(backend, "sends_replies", False):
+            by_id = {request.id: request.message for request in batch}
+            backend.publish_results(  # type: ignore[attr-defined]
+                (by_id[w.task_id].reply_to, by_id[w.task_id].correlation_id, w)
+                for w in writes
+            )
+        else:
+            backend.mark_many(writes)
+
+    def _send_retry(self, request: Request, outcome: Outcome) -> bool:
+        sig = outcome.retry
+        if not sig:
+            return False
+        try:
+            options = dict(sig.get("options") or {})
+            self.app.send_task(
+                sig["task"], sig.get("args"), sig.get("kwargs"), **options
+            )
+            return True
+        except Exception:
+            logger.exception(
+                "could not send the retry of %s[%s]", request.name, request.id
+            )
+            return False
+
+    def _send_callbacks(self, request: Request, value: Any) -> None:
+        from queue_meta.canvas import signature
+
+        for item in request.message.embed.callbacks or []:
+            try:
+                sig = signature(item, self.app)
+                sig.apply_async(
+                    (value,), parent_id=request.id,
+                    root_id=request.message.root_id or request.id,
+                )  # fmt: skip
+            except Exception:
+                logger.exception(
+                    "could not send a callback of %s[%s]", request.name, request.id
+                )
+
+    def _send_errbacks(self, request: Request) -> None:
+        from queue_meta.canvas import signature
+
+        for item in request.message.embed.errbacks or []:
+            try:
+                sig = signature(item, self.app)
+                sig.apply_async(
+                    (request.id,), parent_id=request.id,
+                    root_id=request.message.root_id or request.id,
+                )  # fmt: skip
+            except Exception:
+                logger.exception(
+                    "could not send an errback of %s[%s]", request.name, request.id
+                )
+
+    def _store(self, task_id: str, state: str, value: Any, *, reason: str = "") -> None:
+        try:
+            if state == states.REVOKED:
+                self.app.backend.mark_revoked(task_id, reason or "revoked")
+            elif isinstance(value, BaseException):
+                self.app.backend.mark_failure(task_id, value, state=state)
+            else:
+                self.app.backend.set_state(task_id, state, meta=value)
+        except Exception:
+            logger.exception("could not store %s for %s", state, task_id)
+
+    # -- remote control --------------------------------------------------------------
+
+    def _on_control(self, delivery: Delivery) -> None:
+        try:
+            delivery.ack()
+            body = json.loads(delivery.body)
+        except Exception as exc:  # noqa: BLE001 - a bad control message is logged
+            logger.warning("ignored a malformed control message: %s", exc)
+            return
+        if not isinstance(body, dict):
+            return
+        destination = body.get("destination")
+        if destination and self.hostname not in destination:
+            return
+        method = body.get("method")
+        arguments = body.get("arguments") or {}
+        if method == "revoke":
+            ids = arguments.get("task_id")
+            ids = ids if isinstance(ids, list) else [ids]
+            self.revoke(
+                [i for i in ids if isinstance(i, str)],
+                terminate=bool(arguments.get("terminate")),
+                signal_name=arguments.get("signal") or "SIGTERM",
+            )
+        else:
+            logger.debug("ignored control command %r", method)
+
+    def revoke(
+        self,
+        task_ids: list[str],
+        *,
+        terminate: bool = False,
+        signal_name: Any = "SIGTERM",
+    ) -> None:
+        """Do not run *task_ids*; stop them if running and *terminate*."""
+        expiry = time.time() + 3 * 3600
+        for task_id in task_ids:
+            self.revoked[task_id] = expiry
+            logger.info(
+                "revoked task %s%s", task_id, " (terminating)" if terminate else ""
+            )
+            request = self.active.get(task_id)
+            if terminate and request is not None and request.future is not None:
+                signum = _signal_number(signal_name)
+                request.future.terminate(signum)
+        if len(self.revoked) > 50_000:
+            now = time.time()
+            self.revoked = {k: v for k, v in self.revoked.items() if v > now}
+        self._save_state()
+
+    def _load_state(self) -> None:
+        if not self.statedb:
+            return
+        path = Path(self.statedb)
+        if not path.exists():
+            return
+        try:
+            data = json.loads(path.read_text())
+            now = time.time()
+            self.revoked = {
+                k: float(v)
+                for k, v in data.get("revoked", {}).items()
+                if float(v) > now
+            }
+        except (OSError, ValueError, AttributeError) as exc:
+            logger.warning("ignoring unreadable state file %s: %s", path, exc)
+
+    def _save_state(self) -> None:
+        if not self.statedb:
+            return
+        path = Path(self.statedb)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"revoked": self.revoked}))
+            os.replace(tmp, path)
+        except OSError as exc:
+            logger.warning("could not save state file %s: %s", path, exc)
+
+    # -- autoscale -------------------------------------------------------------------
+
+    def _autoscale(self) -> None:
+        if self.autoscale is None or self.pool is None:
+            return
+        high, low = self.autoscale
+        busy = len(self.active)
+        size = self.pool.size
+        if busy >= size and size < high:
+            self.pool.grow(min(high - size, max(1, busy - size + 1)))
+        elif busy < size // 2 and size > max(low, 1):
+            self.pool.shrink(1)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _revoked_exc(reason: str) -> Exception:
+    from queue_meta.errors import TaskRevokedError
+
+    return TaskRevokedError(reason)
+
+
+def _signal_number(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    name = str(value).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    return int(getattr(signal, name, signal.SIGTERM))
+
+
+def _process_init(app_ref: str) -> None:
+    """Runs in each prefork child before its first task."""
+    from ._trace import _resolve_app
+
+    try:
+        app = _resolve_app(app_ref)
+        app._check_fork()
+    except Exception:
+        logger.exception("pool process could not load app %s", app_ref)
+    signals.worker_process_init.send(sender=None)
