@@ -5,8 +5,8 @@ the README's test command adds ``interop`` and ``integration``. Every session
 keeps its virtualenv in ``.nox/`` and reuses it, so a repeat run is quick.
 Local packages are reinstalled on every run, so edits always reach the tests.
 
-The ``demo`` session arrives with the worker (the core issue); ``bench`` runs a
-package's ``benchmarks/``.
+``demo`` is the README's main job (a worker on the embedded default doing real
+work); ``bench`` runs a package's ``benchmarks/``.
 """
 
 from __future__ import annotations
@@ -116,6 +116,29 @@ def typecheck(session: nox.Session, package: str) -> None:
         "tests/typing_api.py",
         *session.posargs,
     )
+    negative = folder / "tests" / "typing_errors.py"
+    if negative.exists():
+        _expect_type_errors(session, negative)
+
+
+def _expect_type_errors(session: nox.Session, path: Path) -> None:
+    """Run mypy on *path*; every line marked ``# error`` must be reported."""
+    output = session.run(
+        "mypy", "--config-file", str(ROOT / "pyproject.toml"), str(path),
+        silent=True, success_codes=[1],
+    ) or ""  # fmt: skip
+    lines = path.read_text().splitlines()
+    expected = {n for n, text in enumerate(lines, 1) if text.rstrip().endswith("# error")}
+    reported = {
+        int(match.group(1))
+        for match in re.finditer(rf"{re.escape(path.name)}:(\d+): error", str(output))
+    }
+    if expected - reported or reported - expected:
+        session.error(
+            f"{path.name}: mypy should reject lines {sorted(expected)} and only those; "
+            f"it reported {sorted(reported)}:\n{output}"
+        )
+    session.log(f"{path.name}: mypy rejects all {len(expected)} marked calls")
 
 
 # Each library installed on its own (with only the siblings it needs), then the
@@ -217,6 +240,13 @@ def _services(session: nox.Session) -> None:
         if sep:
             session.env[key.strip()] = value.strip()
             session.log(f"{key.strip()}={value.strip()}")
+
+
+@nox.session(default=False)
+def demo(session: nox.Session) -> None:
+    """The main job: a worker on the embedded SQLite default runs a few hundred tasks."""
+    _install_local(session, *PACKAGES)
+    session.run("python", "-m", "queue_meta.demo")
 
 
 @nox.session(default=False)
