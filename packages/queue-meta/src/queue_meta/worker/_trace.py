@@ -85,6 +85,41 @@ def _loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+_green_loop: asyncio.AbstractEventLoop | None = None
+_green_lock = threading.Lock()
+
+
+def _green() -> bool:
+    """Whether gevent or eventlet made threads into greenlets in this process."""
+    import sys
+
+    gevent = sys.modules.get("gevent.monkey")
+    if gevent is not None and gevent.is_module_patched("threading"):
+        return True
+    patcher = sys.modules.get("eventlet.patcher")
+    return bool(patcher is not None and patcher.is_monkey_patched("thread"))
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """Run an ``async def`` task's coroutine on this thread's persistent loop.
+
+    Under gevent/eventlet all greenlets share one OS thread, and asyncio
+    allows one running loop per OS thread: there the coroutines of every
+    greenlet run on one loop, kept running by a greenlet of its own.
+    """
+    if not _green():
+        return _loop().run_until_complete(coroutine)
+    global _green_loop
+    with _green_lock:
+        if _green_loop is None or _green_loop.is_closed():
+            _green_loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=_green_loop.run_forever, name="queue-meta-asyncio", daemon=True
+            ).start()
+        loop = _green_loop
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+
 def _hook(name: str, fn: Any, *args: Any) -> None:
     try:
         fn(*args)
@@ -205,7 +240,7 @@ def trace(task: Task[Any, Any], ctx: Context) -> Outcome:
     try:
         value = task.run(*ctx.args, **ctx.kwargs)
         if task.is_async:
-            value = _loop().run_until_complete(value)
+            value = _run_coroutine(value)
         outcome = Outcome(states.SUCCESS, value)
     except Exception as exc:  # noqa: BLE001 - every task error is an outcome
         outcome = _failure(task, ctx, exc)
