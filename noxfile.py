@@ -283,12 +283,11 @@ def interop(session: nox.Session) -> None:
         "PyYAML>=6.0",
         "backports.zstd>=1.0; python_version < '3.14'",
     )
-    _install_local(
-        session, "msgwire", "signing", "resultstores[redis]", "transports[redis,amqp]"
-    )
+    _install_local(session, *PACKAGES)
+    chosen = [arg for arg in session.posargs if arg.startswith("tests-integration")]
     session.run(
         "pytest",
-        "tests-integration/interop",
+        *([] if chosen else ["tests-integration/interop"]),
         "-p",
         "no:cacheprovider",
         *session.posargs,
