@@ -277,7 +277,8 @@ def _cmd_call(options: argparse.Namespace) -> int:
             task.check_arguments(args, kwargs)
         except TypeError as exc:
             raise CommandError(str(exc)) from None
-    app.send_task(options.name, args, kwargs, **call)
+    sent = app.send_task(options.name, args, kwargs, **call)
+    sys.stdout.write(f"{sent.id}\n")
     return 0
 
 
@@ -300,9 +301,11 @@ def _cmd_result(options: argparse.Namespace) -> int:
         else f"{type(value).__name__}: {value}"
     )
     try:
-        json.dumps(shown, default=repr)
+        text = json.dumps(shown, default=repr)
     except (TypeError, ValueError):
-        repr(shown)
+        text = repr(shown)
+    sys.stdout.write(f"{text}\n")
+    sys.stderr.write(f"state: {state}\n")
     return 0 if state != "FAILURE" else 1
 
 
@@ -320,6 +323,7 @@ def _cmd_purge(options: argparse.Namespace) -> int:
     total = 0
     for name in queues:
         total += app.transport.purge(name)
+    sys.stdout.write(f"purged {total} messages from {', '.join(queues)}\n")
     return 0
 
 

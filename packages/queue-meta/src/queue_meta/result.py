@@ -7,11 +7,12 @@ waits for the worker's result in the app's result backend and returns it
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from resultstores import ResultMeta, ResultTimeoutError
+from resultstores import RemoteTaskError, ResultMeta, ResultTimeoutError
 
 from . import states
 from .errors import TimeoutError as QueueTimeoutError
@@ -77,7 +78,7 @@ class AsyncResult(Generic[R]):
     def _meta(self) -> ResultMeta:
         if self._cache is not None:
             return self._cache
-        meta = self.app.backend.get(self.id)
+        meta = _own_exception(self.app.backend.get(self.id))
         if meta.state in states.READY_STATES:
             self._cache = meta
         return meta
@@ -175,7 +176,7 @@ class AsyncResult(Generic[R]):
                     f"task {self.id} ({self.task_name or 'unknown task'}) did not "
                     f"finish within {timeout:g} s"
                 ) from exc
-        meta = self._cache
+        meta = self._cache = _own_exception(self._cache)
         if on_message is not None:
             on_message(meta)
         if meta.state in states.PROPAGATE_STATES and not propagate:
@@ -199,6 +200,29 @@ class AsyncResult(Generic[R]):
         """Celery's serialized form ``((id, parent), None)``."""
         parent = self.parent.as_tuple() if self.parent is not None else None
         return ((self.id, parent), None)
+
+
+#: Modules whose exceptions queue_meta.errors has under the same name: Celery's
+#: (its workers and the stores' REVOKED encoding) and the pools' time limits.
+_FOREIGN_MODULES = ("celery.exceptions", "billiard.exceptions", "pools.errors")
+
+
+def _own_exception(meta: ResultMeta) -> ResultMeta:
+    """Rebuild a stored TaskRevokedError, TimeLimitExceeded, ... as ours."""
+    exc = meta.result
+    if not (isinstance(exc, RemoteTaskError) and exc.exc_module in _FOREIGN_MODULES):
+        return meta
+    from . import errors
+
+    if exc.exc_type not in errors.__all__:
+        return meta
+    cls = getattr(errors, exc.exc_type)
+    try:
+        rebuilt = cls(*exc.exc_message)
+    except (TypeError, ValueError):
+        # Stored args are the message, not the constructor's (pools' time limits).
+        rebuilt = cls.__new__(cls, *exc.exc_message)
+    return dataclasses.replace(meta, result=rebuilt)
 
 
 def _child_id(child: Any) -> str | None:
