@@ -29,6 +29,7 @@ transport's own work costs. To add a transport, add a :class:`Target` to
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import sqlite3
@@ -287,7 +288,22 @@ def targets(tmp: str) -> dict[str, Target]:
             raw,
         ),
         "mysql": Target(mysql, ours, lambda: MySQLBaseline(mysql, table), mysql, raw),
+        **_more_targets(tmp),
     }
+
+
+def _more_targets(tmp: str) -> dict[str, Target]:
+    """Targets of the network brokers, each in a ``targets_<broker>.py`` beside this."""
+    found: dict[str, Target] = {}
+    for module in ("targets_redis", "targets_amqp"):
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        found.update(loaded.targets(tmp))
+    return found
 
 
 def _rate(count: int, run: Callable[[], None]) -> float:

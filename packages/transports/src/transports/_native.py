@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["allocate_lock", "patched", "sleep", "start_thread"]
+__all__ = ["allocate_lock", "original_get_ident", "patched", "sleep", "start_thread"]
 
 
 def patched() -> str | None:
@@ -62,3 +62,9 @@ def sleep(seconds: float) -> None:
 def allocate_lock() -> Any:
     """Return an unpatched ``_thread`` lock, safe to share with a native thread."""
     return _original("_thread", "allocate_lock")()
+
+
+def original_get_ident() -> Callable[[], int]:
+    """Return the unpatched ``_thread.get_ident``: it names OS threads."""
+    get_ident: Callable[[], int] = _original("_thread", "get_ident")
+    return get_ident

@@ -1,0 +1,1385 @@
+"""Broker on RabbitMQ (AMQP 0-9-1) through py-amqp.
+
+URL forms:
+
+- ``amqp://user:password@host:5672/vhost``: ``//`` (or no path) is the vhost
+  ``/``; other vhosts are percent-encoded (``/%2Fstaging`` is ``/staging``).
+- ``amqps://user:password@host:5671/vhost``: TLS; options ``tls_ca_file``,
+  ``tls_cert_file``, ``tls_key_file``, ``tls_verify`` (default true) and
+  ``tls_server_hostname``, or ``ssl_options`` (a dict for py-amqp's ``ssl``).
+- Several URLs separated by ``;`` (``amqp://h1//;amqp://h2//``): tried in
+  order; a connection that fails moves on to the next one.
+
+Options (keyword-only, or in the query string of the URL, besides the
+common ones of :class:`~transports.Transport`):
+
+- ``heartbeat``: seconds between AMQP heartbeats (default 60; 0 turns them
+  off). Every connection's heartbeats are serviced by a native thread, also
+  while the consuming thread runs a long task.
+- ``connect_timeout``: seconds to wait for a connection (default 5).
+- ``confirm_publish``: wait for publisher confirms (default true):
+  ``publish`` returns once RabbitMQ stored the message; ``publish_many`` waits
+  once for the whole batch. A ``mandatory`` publish always waits.
+- ``confirm_timeout``: the longest wait for confirms (default 30 s); then the
+  connection is replaced and the batch published again.
+- ``queue_type``: ``"classic"`` (default) or ``"quorum"``: the type of the
+  queues declared without ``quorum=True`` (see below).
+- ``connection_name``: prefix of the ``connection_name`` client property
+  (default ``"transports"``); each connection adds its role and a unique
+  token (``transport.token``), so operators see whose connection it is.
+
+Queue types: ``declare_queue(quorum=True)`` declares a quorum queue
+(``x-queue-type: quorum``), which counts deliveries (``x-delivery-count``).
+``max_deliveries`` needs that count, so a queue declared with it is a quorum
+queue too (``x-delivery-limit`` = ``max_deliveries - 1``: RabbitMQ counts the
+returns); classic queues only flag ``redelivered``. Quorum queues (RabbitMQ
+3.x) take no ``max_priority``, ``durable=False`` or ``auto_delete``; with
+``queue_type="quorum"`` such queues stay classic.
+
+Capabilities: 10 priority levels (``x-max-priority``, ours 0-9 unchanged),
+delayed delivery through 28 binary TTL levels (``qm.delay.<n>`` queues with
+``x-message-ttl`` 2^n s, dead-lettering into the next lower level and finally
+to the target queue; whole seconds, at most 2^28 - 1 s; only to a queue, i.e.
+the default exchange), direct/topic/fanout exchanges, dead-lettering
+(``x-dead-letter-exchange``), ``max_deliveries`` (quorum queues), publisher
+confirms, per-message and per-queue TTL, batch publish, broker-counted
+delivery counts with ``queue_type="quorum"``. No leases: an unacked delivery
+stays with its consumer until the consumer's connection closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import os
+import select
+import socket
+import ssl as ssl_module
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from . import _native
+from ._url import mask_url, to_bool, to_float
+from .base import (
+    DEATH_COUNT,
+    DEATH_QUEUE,
+    DEATH_REASON,
+    Binding,
+    Capabilities,
+    Consumer,
+    Delivery,
+    ExchangeSpec,
+    Outcome,
+    Outgoing,
+    QueueSpec,
+    Transport,
+)
+from .errors import (
+    DeclarationMismatchError,
+    InvalidURLError,
+    MissingDriverError,
+    TransportConnectionError,
+    TransportError,
+    UnroutableError,
+)
+
+try:
+    import amqp
+    from amqp import exceptions as amqp_errors
+except ImportError as _import_error:  # pragma: no cover - depends on the extras
+    raise MissingDriverError("amqp", "amqp") from _import_error
+
+__all__ = [
+    "DELAY_EXCHANGE",
+    "DELAY_LEVELS",
+    "MAX_DELAY",
+    "AMQPConsumer",
+    "AMQPTransport",
+    "Endpoint",
+    "delay_routing_key",
+    "parse_url",
+    "queue_arguments",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Number of binary delay levels: ``qm.delay.0`` (1 s) .. ``qm.delay.27`` (2^27 s).
+DELAY_LEVELS = 28
+#: The longest delay, in whole seconds (about 8.5 years).
+MAX_DELAY: int = 2**DELAY_LEVELS - 1
+#: Prefix of the delay levels' queues and exchanges.
+DELAY_PREFIX = "qm.delay."
+#: The topic exchange the last level dead-letters into; target queues bind to it.
+DELAY_EXCHANGE = "qm.delay.deliver"
+#: Header carrying the expiry (epoch seconds) of a delayed message with a ttl.
+EXPIRES_HEADER = "x-qm-expires-at"
+
+_BASIC_PROPERTIES = frozenset(
+    {
+        "content_type",
+        "content_encoding",
+        "delivery_mode",
+        "priority",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "message_id",
+        "timestamp",
+        "type",
+        "user_id",
+        "app_id",
+    }
+)
+_OPTIONS = {
+    "heartbeat",
+    "connect_timeout",
+    "confirm_publish",
+    "confirm_timeout",
+    "queue_type",
+    "connection_name",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_verify",
+    "tls_server_hostname",
+}
+
+
+# -- URLs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One broker address of an ``amqp://`` URL."""
+
+    host: str
+    port: int
+    userid: str
+    password: str
+    vhost: str
+    tls: bool
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as py-amqp takes it (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        scheme = "amqps" if self.tls else "amqp"
+        return (
+            f"<Endpoint {scheme}://{self.userid}@{self.address} vhost={self.vhost!r}>"
+        )
+
+
+def parse_url(url: str) -> tuple[list[Endpoint], dict[str, str]]:
+    """Split an ``amqp://`` URL (``;``-separated for failover) into endpoints.
+
+    Returns:
+        The endpoints in order and the query-string options of all parts.
+
+    Raises:
+        InvalidURLError: A part is not an ``amqp://`` or ``amqps://`` URL, or
+            has a bad port or an unknown option.
+    """
+    endpoints: list[Endpoint] = []
+    options: dict[str, str] = {}
+    for raw in url.split(";"):
+        part = raw.strip()
+        if not part:
+            continue
+        parts = urlsplit(part)
+        scheme = parts.scheme.lower()
+        if scheme not in ("amqp", "amqps"):
+            raise InvalidURLError(
+                f"invalid AMQP URL {mask_url(part)!r}: expected amqp://user:password@"
+                "host:port/vhost or amqps://...; separate failover URLs with ';'"
+            )
+        tls = scheme == "amqps"
+        try:
+            port = parts.port or (5671 if tls else 5672)
+        except ValueError:
+            raise InvalidURLError(
+                f"invalid port in AMQP URL {mask_url(part)!r}"
+            ) from None
+        path = parts.path
+        vhost = unquote(path[1:]) if len(path) > 1 else "/"
+        endpoints.append(
+            Endpoint(
+                host=parts.hostname or "localhost",
+                port=port,
+                userid=unquote(parts.username) if parts.username else "guest",
+                password=unquote(parts.password) if parts.password else "guest",
+                vhost=vhost or "/",
+                tls=tls,
+            )
+        )
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key not in _OPTIONS:
+                raise InvalidURLError(
+                    f"unknown option {key!r} in AMQP URL {mask_url(part)!r}; known: "
+                    f"{', '.join(sorted(_OPTIONS))}"
+                )
+            options.setdefault(key, value)
+    if not endpoints:
+        raise InvalidURLError(f"AMQP URL {mask_url(url)!r} names no broker")
+    return endpoints, options
+
+
+# -- argument mapping ------------------------------------------------------------------
+
+
+def is_quorum(spec: QueueSpec, default_quorum: bool = False) -> bool:
+    """Return whether *spec* becomes a quorum queue.
+
+    Raises:
+        ValueError: A quorum queue is needed (``quorum`` or ``max_deliveries``)
+            but an argument only classic queues take was given.
+    """
+    classic_only = [
+        text
+        for text, present in (
+            (f"max_priority={spec.max_priority}", spec.max_priority is not None),
+            ("durable=False", not spec.durable),
+            ("auto_delete=True", spec.auto_delete),
+        )
+        if present
+    ]
+    needed = spec.quorum or spec.max_deliveries is not None
+    if needed and classic_only:
+        why = "quorum=True" if spec.quorum else f"max_deliveries={spec.max_deliveries}"
+        raise ValueError(
+            f"queue {spec.name!r}: {why} needs a RabbitMQ quorum queue (classic "
+            f"queues do not count deliveries), which cannot have "
+            f"{', '.join(classic_only)}; drop one of them"
+        )
+    return needed or (default_quorum and not classic_only)
+
+
+def queue_arguments(spec: QueueSpec, quorum: bool) -> dict[str, Any]:
+    """Return the ``x-`` arguments RabbitMQ receives for *spec*."""
+    args: dict[str, Any] = {}
+    if quorum:
+        args["x-queue-type"] = "quorum"
+    if spec.max_priority is not None:
+        args["x-max-priority"] = spec.max_priority
+    if spec.dead_letter is not None:
+        args["x-dead-letter-exchange"] = ""
+        args["x-dead-letter-routing-key"] = spec.dead_letter
+    if spec.max_deliveries is not None:
+        args["x-delivery-limit"] = spec.max_deliveries - 1
+    if spec.message_ttl is not None:
+        args["x-message-ttl"] = max(0, round(spec.message_ttl * 1000))
+    if spec.expires is not None:
+        args["x-expires"] = max(1, round(spec.expires * 1000))
+    return args
+
+
+def delay_seconds(delay: float) -> int:
+    """Return *delay* rounded to the whole seconds the levels can wait (>= 1)."""
+    return max(1, min(MAX_DELAY, round(delay)))
+
+
+def delay_routing_key(delay: float, routing_key: str) -> str:
+    """Return the routing key that parks a message *delay* seconds.
+
+    One word per level, highest first (``1`` waits in that level, ``0`` skips
+    it), then the target queue: ``0.0. ... .1.1.tasks`` waits 3 s.
+    """
+    bits = format(delay_seconds(delay), f"0{DELAY_LEVELS}b")
+    return ".".join(bits) + "." + routing_key
+
+
+def delay_levels(delay: float) -> list[int]:
+    """Return the levels (``n`` of ``qm.delay.<n>``) a *delay* passes through."""
+    whole = delay_seconds(delay)
+    return [n for n in range(DELAY_LEVELS) if whole >> n & 1]
+
+
+def _delay_name(level: int) -> str:
+    return f"{DELAY_PREFIX}{level}"
+
+
+def _message(message: Outgoing) -> tuple[amqp.Message, str, str]:
+    """Return the py-amqp message, exchange and routing key for *message*."""
+    if (
+        not message.headers
+        and not message.properties
+        and message.ttl is None
+        and message.delay is None
+    ):
+        body = amqp.Message(message.body, delivery_mode=2)
+        return body, message.exchange, message.routing_key
+    props = {k: v for k, v in message.properties.items() if k in _BASIC_PROPERTIES}
+    props.setdefault("delivery_mode", 2)
+    if message.priority or "priority" in props:
+        props["priority"] = message.priority
+    props.pop("expiration", None)
+    headers = dict(message.headers)
+    exchange, routing_key = message.exchange, message.routing_key
+    if message.delay is not None:
+        if exchange:
+            raise ValueError(
+                f"the amqp transport delays messages to queues only (the default "
+                f"exchange), not through exchange {exchange!r}; publish the delayed "
+                "message to the queue itself"
+            )
+        if message.expires_at is not None:
+            # A per-message TTL would end the wait inside a delay level: the
+            # consumer drops the message once this time has passed instead.
+            headers[EXPIRES_HEADER] = message.expires_at
+        exchange = _delay_name(DELAY_LEVELS - 1)
+        routing_key = delay_routing_key(message.delay, routing_key)
+    elif message.ttl is not None:
+        props["expiration"] = str(max(0, math.floor(message.ttl * 1000)))
+    if headers:
+        props["application_headers"] = headers
+    return amqp.Message(message.body, **props), exchange, routing_key
+
+
+def _death_headers(
+    headers: dict[str, Any], limits: Mapping[str, QueueSpec]
+) -> dict[str, Any]:
+    """Add our ``x-death-*`` headers from RabbitMQ's ``x-death``; drop delay hops."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list):
+        return headers
+    kept = [
+        entry
+        for entry in deaths
+        if not (
+            isinstance(entry, dict)
+            and str(entry.get("queue", "")).startswith(DELAY_PREFIX)
+        )
+    ]
+    if len(kept) != len(deaths):
+        headers = dict(headers)
+        if kept:
+            headers["x-death"] = kept
+        else:
+            del headers["x-death"]
+        if str(headers.get("x-first-death-queue", "")).startswith(DELAY_PREFIX):
+            for key in (
+                "x-first-death-queue",
+                "x-first-death-reason",
+                "x-first-death-exchange",
+            ):
+                headers.pop(key, None)
+    if not kept or DEATH_REASON in headers:
+        return headers
+    latest = kept[0]
+    reason = str(latest.get("reason", "rejected"))
+    queue = str(latest.get("queue", ""))
+    spec = limits.get(queue)
+    count: int | None = None
+    if reason == "delivery_limit":
+        if spec is not None and spec.max_deliveries is not None:
+            count = spec.max_deliveries
+            reason = f"delivered {count} times without an ack"
+        else:
+            reason = "delivered more often than its delivery limit without an ack"
+    elif reason == "maxlen":
+        reason = "queue length limit reached"
+    headers = dict(headers)
+    headers[DEATH_REASON] = reason
+    headers[DEATH_QUEUE] = queue
+    if count is not None:
+        headers[DEATH_COUNT] = count
+    return headers
+
+
+# -- connections -----------------------------------------------------------------------
+
+
+class _Link:
+    """One AMQP connection and its channel (with publisher confirms on)."""
+
+    def __init__(self, connection: amqp.Connection, *, confirms: bool) -> None:
+        self.connection = connection
+        self.confirms = confirms
+        self.channel: Any = None
+        transport = connection.transport
+        if not isinstance(transport.sock, ssl_module.SSLSocket):
+            transport._quick_recv = _BufferedRecv(transport.sock)
+        self.open_channel()
+
+    def open_channel(self) -> None:
+        connection = self.connection
+        channel = connection.Channel(connection, None, auto_decode=False)
+        channel.open()
+        self.published = 0
+        self.floor = 0
+        self.singles: set[int] = set()
+        self.nacked = 0
+        self.returned: list[tuple[str, str, str]] = []
+        if self.confirms:
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+        channel.events["basic_return"].add(self._on_return)
+        self.channel = channel
+
+    def reset_channel(self) -> None:
+        """Replace the channel after a channel error (RabbitMQ closed it)."""
+        old, self.channel = self.channel, None
+        with contextlib.suppress(Exception):
+            old.close()
+        self.open_channel()
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            self.floor = max(self.floor, tag)
+            self.singles = {t for t in self.singles if t > tag}
+        else:
+            self.singles.add(tag)
+        while self.floor + 1 in self.singles:
+            self.floor += 1
+            self.singles.discard(self.floor)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self.nacked += tag - self.floor if multiple else 1
+        self._on_ack(tag, multiple)
+
+    def _on_return(
+        self, exc: Exception, exchange: str, routing_key: str, message: Any
+    ) -> None:
+        self.returned.append((exchange, routing_key, str(getattr(exc, "message", exc))))
+
+    def wait_confirms(self, timeout: float) -> None:
+        """Read until RabbitMQ confirmed everything published on this channel."""
+        deadline = time.monotonic() + timeout
+        while self.floor < self.published:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"no publisher confirm within {timeout:g} s "
+                    f"({self.published - self.floor} outstanding)"
+                )
+            self.connection.drain_events(timeout=remaining)
+
+    def drain_ready(self) -> None:
+        """Handle the frames already received, without blocking.
+
+        One non-blocking section for the whole burst: ``drain_events(timeout=0)``
+        would switch the socket's timeout twice per frame.
+        """
+        connection = self.connection
+        transport = connection.transport
+        handle = connection.on_inbound_frame
+        read = transport.read_frame
+        with contextlib.suppress(socket.timeout), transport.having_timeout(0):
+            while True:
+                handle(read())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.close()
+        with contextlib.suppress(Exception):
+            self.connection.collect()
+
+
+class _BufferedRecv:
+    """``recv`` for py-amqp that reads up to 64 KiB at once and serves from that.
+
+    py-amqp asks for each frame's header, payload and end byte separately:
+    three ``recv`` calls per frame, nine per message. Errors of the socket
+    (timeouts, EAGAIN) reach py-amqp unchanged when the buffer is empty.
+    """
+
+    __slots__ = ("buffer", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def __call__(self, size: int) -> bytes:
+        buffer = self.buffer
+        if not buffer:
+            buffer = self.sock.recv(max(size, 65536))
+            if len(buffer) <= size:
+                return buffer
+        self.buffer = buffer[size:]
+        return buffer[:size]
+
+
+def _queue_exists(connection: amqp.Connection, queue: str) -> bool:
+    """Return whether *queue* exists, asking on a channel of its own."""
+    channel = connection.Channel(connection, None, auto_decode=False)
+    channel.open()
+    try:
+        channel.queue_declare(queue, passive=True)
+    except amqp_errors.NotFound:
+        return False
+    with contextlib.suppress(amqp_errors.ChannelError):
+        channel.close()
+    return True
+
+
+def _readable(connection: amqp.Connection, wake: socket.socket, wait: float) -> bool:
+    """Wait up to *wait* for frames on *connection* or a byte on *wake*."""
+    sock = connection.transport.sock
+    if isinstance(sock, ssl_module.SSLSocket) and sock.pending():
+        return True
+    if connection.transport._read_buffer:
+        return True
+    if getattr(connection.transport._quick_recv, "buffer", None):
+        return True
+    ready, _, _ = select.select([sock, wake], [], [], max(0.0, wait))
+    if wake in ready:
+        with contextlib.suppress(BlockingIOError):
+            wake.recv(4096)
+    return sock in ready
+
+
+# -- consumer --------------------------------------------------------------------------
+
+
+class AMQPConsumer(Consumer):
+    """Consumer of :class:`AMQPTransport`: its own connection, owned by an I/O thread.
+
+    The I/O thread (a native OS thread) reads deliveries into a buffer,
+    services heartbeats while the consuming thread runs tasks, and sends the
+    acks and rejects handed to it from any thread. After a lost connection it
+    reconnects with bounded exponential backoff; deliveries of the old
+    connection are forgotten and their late settlements dropped.
+    """
+
+    transport: AMQPTransport
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._inbox: deque[Delivery] = deque()
+        self._incoming: list[Delivery] = []
+        self._inbox_cond = threading.Condition()
+        self._woken = False
+        self._requests: deque[tuple[list[Delivery], Outcome]] = deque()
+        self._stopping = False
+        self._fatal: TransportError | None = None
+        self._link: _Link | None = None
+        self._link_generation = 0
+        self._consuming: dict[str, str] = {}
+        self._missing: dict[str, float] = {}
+        self._outstanding: set[int] = set()
+        self._resync = True
+        self._synced = threading.Event()
+        self._poked = False
+        self._stopped = threading.Event()
+        super().__init__(*args, **kwargs)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        _native.start_thread(self._run)
+
+    # -- called from other threads ---------------------------------------------------
+
+    def _receive(
+        self, queues: tuple[str, ...], limit: int, timeout: float
+    ) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        with self._inbox_cond:
+            while True:
+                if self._inbox:
+                    inbox = self._inbox
+                    return [inbox.popleft() for _ in range(min(limit, len(inbox)))]
+                if self._fatal is not None:
+                    raise self._fatal
+                if self._woken:
+                    self._woken = False
+                    return []
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._inbox_cond.wait(remaining)
+
+    def _wake(self) -> None:
+        with self._inbox_cond:
+            self._woken = True
+            self._inbox_cond.notify_all()
+
+    def _queues_changed(self) -> None:
+        self._synced.clear()
+        self._resync = True
+        self._poke()
+        if self._link is not None and not self._synced.wait(5.0):
+            logger.warning(
+                "amqp transport %s: the consumer's I/O thread took over 5 s to "
+                "change its queues",
+                self.transport.url,
+            )
+
+    def _shutdown(self) -> None:
+        self._stopping = True
+        self._poke()
+        if not self._stopped.wait(10.0):
+            logger.warning(
+                "amqp transport %s: the consumer's I/O thread did not stop in 10 s",
+                self.transport.url,
+            )
+        with contextlib.suppress(OSError):
+            self._wake_w.close()
+
+    def _hand_over(self, deliveries: list[Delivery], outcome: Outcome) -> None:
+        """Queue settlements for the I/O thread, which alone uses the channel."""
+        self._requests.append((deliveries, outcome))
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._poked:
+            return
+        self._poked = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    # -- the I/O thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        transport = self.transport
+        attempt = 0
+        try:
+            while not self._stopping and not transport.closed:
+                if self._link is None:
+                    try:
+                        self._open()
+                    except (
+                        *transport.connection_errors,
+                        amqp_errors.ChannelError,
+                    ) as exc:
+                        attempt += 1
+                        self._disconnected(exc, attempt)
+                        pause = min(0.05 * 2 ** min(attempt, 20), self._backoff_max)
+                        self._sleep(pause)
+                        continue
+                    attempt = 0
+                    self._fatal = None
+                try:
+                    self._service()
+                except transport.connection_errors as exc:
+                    logger.warning(
+                        "amqp transport %s: consumer connection lost (%s); "
+                        "reconnecting",
+                        transport.url,
+                        transport._scrub(exc),
+                    )
+                    self._drop()
+                except amqp_errors.ChannelError as exc:
+                    logger.warning(
+                        "amqp transport %s: consumer channel closed by RabbitMQ "
+                        "(%s); reopening",
+                        transport.url,
+                        transport._scrub(exc),
+                    )
+                    self._drop()
+        except Exception:
+            logger.exception(
+                "amqp transport %s: the consumer's I/O thread failed", transport.url
+            )
+            self._fatal = TransportError(
+                f"the consumer's I/O thread of {transport.url} failed; see the log"
+            )
+            with self._inbox_cond:
+                self._inbox_cond.notify_all()
+        finally:
+            self._finish()
+
+    @property
+    def _backoff_max(self) -> float:
+        return self.transport.retry_backoff_max or 0.0
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            select.select([self._wake_r], [], [], min(remaining, 0.5))
+            self._poked = False
+            with contextlib.suppress(BlockingIOError, OSError):
+                self._wake_r.recv(4096)
+
+    def _disconnected(self, exc: BaseException, attempt: int) -> None:
+        transport = self.transport
+        logger.warning(
+            "amqp transport %s: consumer cannot connect (%s); attempt %d",
+            transport.url,
+            transport._scrub(exc),
+            attempt,
+        )
+        if attempt > transport.max_retries and self._fatal is None:
+            self._fatal = TransportConnectionError(
+                f"amqp broker at {transport.url} is unreachable: the consumer failed "
+                f"to connect {attempt} times, last with {transport._scrub(exc)}; "
+                "it keeps trying in the background; check that the server is "
+                "running and the URL is right"
+            )
+            with self._inbox_cond:
+                self._inbox_cond.notify_all()
+
+    def _open(self) -> None:
+        transport = self.transport
+        connection = transport._connect("consumer")
+        try:
+            link = _Link(connection, confirms=False)
+            link.channel.basic_qos(0, self.prefetch, False)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                connection.collect()
+            raise
+        self._link = link
+        self._link_generation += 1
+        self._consuming = {}
+        self._outstanding = set()
+        self._resync = True
+        if self._link_generation > 1:
+            logger.info("amqp transport %s: consumer reconnected", transport.url)
+        for sub, name in list(self._subscriptions.items()):
+            spec = transport._subscription_spec(name)
+            link.channel.queue_declare(
+                name,
+                durable=False,
+                auto_delete=True,
+                arguments=queue_arguments(spec, False),
+            )
+            link.channel.queue_bind(name, sub.exchange, sub.routing_key)
+
+    def _drop(self) -> None:
+        """Forget the connection and every delivery received through it."""
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+        with self._inbox_cond:
+            self._inbox.clear()
+        self._incoming.clear()
+        self._requests.clear()
+        self._connection_lost()
+
+    def _service(self) -> None:
+        link = self._link
+        assert link is not None  # noqa: S101 - for mypy; _run opened it
+        if self._resync or self._missing:
+            self._sync_queues(link)
+        if self._requests:
+            self._send_settlements(link)
+        heartbeat = link.connection.heartbeat or 0
+        wait = min(1.0, heartbeat / 4) if heartbeat else 1.0
+        if self._missing:
+            wait = min(wait, 1.0)
+        self._poked = False
+        if self._requests:
+            wait = 0.0
+        if not self._incoming and _readable(link.connection, self._wake_r, wait):
+            link.drain_ready()
+        if self._incoming:
+            # One hand-over per read burst (deliveries also arrive while a
+            # method waits for its reply): the consuming thread wakes once and
+            # takes a batch, as a raw drain-then-ack loop would.
+            with self._inbox_cond:
+                self._inbox.extend(self._incoming)
+                self._inbox_cond.notify()
+            self._incoming.clear()
+        link.connection.heartbeat_tick()
+
+    def _sync_queues(self, link: _Link) -> None:
+        self._resync = False
+        with self._cond:
+            wanted = list(self._queues)
+        channel = link.channel
+        for queue in list(self._consuming):
+            if queue not in wanted:
+                channel.basic_cancel(self._consuming.pop(queue))
+        for queue in list(self._missing):
+            if queue not in wanted:
+                del self._missing[queue]
+        now = time.monotonic()
+        for queue in wanted:
+            if queue in self._consuming or self._missing.get(queue, 0.0) > now:
+                continue
+            # A basic.consume of a missing queue would close the channel and
+            # return every unacked delivery: look on a throwaway channel first.
+            if not _queue_exists(link.connection, queue):
+                if queue not in self._missing:
+                    logger.warning(
+                        "amqp transport %s: queue %r does not exist; consuming it "
+                        "once it is declared",
+                        self.transport.url,
+                        queue,
+                    )
+                self._missing[queue] = now + 2.0
+                continue
+            self._missing.pop(queue, None)
+            self._consuming[queue] = channel.basic_consume(
+                queue,
+                callback=functools.partial(self._on_message, queue),
+                on_cancel=functools.partial(self._on_cancel, queue),
+            )
+        self._synced.set()
+
+    def _on_cancel(self, queue: str, consumer_tag: str) -> None:
+        if self._closed or self._stopping:
+            return  # our own close deleted a subscription queue
+        logger.warning(
+            "amqp transport %s: RabbitMQ cancelled the consumer of queue %r (deleted?)",
+            self.transport.url,
+            queue,
+        )
+        self._consuming.pop(queue, None)
+        self._missing[queue] = time.monotonic() + 2.0
+
+    def _on_message(self, queue: str, message: Any) -> None:
+        info = message.delivery_info
+        tag = info["delivery_tag"]
+        props = message.properties
+        headers = props.get("application_headers") or {}
+        expires_at = headers.get(EXPIRES_HEADER)
+        if isinstance(expires_at, (int, float)) and expires_at < time.time():
+            logger.info(
+                "amqp transport %s: dropped a delayed message of queue %r that "
+                "expired while it waited",
+                self.transport.url,
+                queue,
+            )
+            message.channel.basic_ack(tag)
+            return
+        delivery = self.transport._delivery(
+            message, queue, (self._link_generation, tag)
+        )
+        self._outstanding.add(tag)
+        self._incoming.append(delivery)
+
+    def _send_settlements(self, link: _Link) -> None:
+        generation = self._link_generation
+        acks: list[int] = []
+        others: list[tuple[int, bool]] = []
+        requests = self._requests
+        while requests:
+            deliveries, outcome = requests.popleft()
+            for delivery in deliveries:
+                tag_generation, tag = delivery.tag
+                if tag_generation != generation or tag not in self._outstanding:
+                    continue
+                self._outstanding.discard(tag)
+                if outcome == "ack":
+                    acks.append(tag)
+                else:
+                    others.append((tag, outcome == "requeue"))
+        channel = link.channel
+        if acks:
+            acks.sort()
+            highest = acks[-1]
+            if not any(t < highest for t in self._outstanding):
+                channel.basic_ack(highest, multiple=True)
+            else:
+                for tag in acks:
+                    channel.basic_ack(tag)
+        for tag, requeue in others:
+            channel.basic_reject(tag, requeue)
+
+    def _finish(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            with contextlib.suppress(Exception):
+                if self._requests:
+                    self._send_settlements(link)
+            link.close()
+        with contextlib.suppress(OSError):
+            self._wake_r.close()
+        self._stopped.set()
+        with self._inbox_cond:
+            self._inbox_cond.notify_all()
+
+
+# -- transport -------------------------------------------------------------------------
+
+
+class AMQPTransport(Transport):
+    """RabbitMQ through py-amqp: one publishing connection, one per consumer.
+
+    Publishing and declarations share one connection and channel under a
+    lock (safe from any thread); a native thread services its heartbeats and
+    reads late confirms while it is idle. Each consumer owns a connection
+    run by its I/O thread.
+
+    Args:
+        url: See the module documentation for the forms.
+        heartbeat: Seconds between heartbeats (0: off).
+        connect_timeout: Seconds to wait for a connection.
+        confirm_publish: Wait for publisher confirms.
+        confirm_timeout: The longest wait for confirms.
+        queue_type: ``"classic"`` or ``"quorum"`` for queues declared
+            without ``quorum=True``.
+        connection_name: Prefix of the ``connection_name`` client property.
+        tls_ca_file: CA bundle for ``amqps://``.
+        tls_cert_file: Client certificate for ``amqps://``.
+        tls_key_file: Its key.
+        tls_verify: Verify the server's certificate and host name.
+        tls_server_hostname: The name to verify (default: the URL's host).
+        ssl_options: A dict passed to py-amqp as ``ssl`` as is (overrides the
+            ``tls_*`` options).
+        **options: The common options of :class:`~transports.Transport`.
+
+    Raises:
+        InvalidURLError: The URL or an option is malformed.
+        MissingDriverError: py-amqp is not installed (``transports[amqp]``).
+        TransportConnectionError: No broker of the URL answered.
+    """
+
+    name: ClassVar[str] = "amqp"
+    consumer_class = AMQPConsumer
+    connection_errors = (amqp_errors.ConnectionError, OSError)
+    driver_modules = ("amqp",)
+    # The consumer's I/O thread sends settlements: _settle only hands them
+    # over, so the calling thread never touches a py-amqp channel.
+    settle_in_io_thread: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        heartbeat: float | str = 60.0,
+        connect_timeout: float | str = 5.0,
+        confirm_publish: bool | str = True,
+        confirm_timeout: float | str = 30.0,
+        queue_type: str = "classic",
+        connection_name: str = "transports",
+        tls_ca_file: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
+        tls_verify: bool | str = True,
+        tls_server_hostname: str | None = None,
+        ssl_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(url, **options)
+        self._endpoints, query = parse_url(url)
+        # guest's well-known password is not worth masking in every message.
+        self._secrets = tuple({e.password for e in self._endpoints} - {"", "guest"})
+        where = f"transport {self.url!r}"
+        given = {
+            "heartbeat": heartbeat,
+            "connect_timeout": connect_timeout,
+            "confirm_publish": confirm_publish,
+            "confirm_timeout": confirm_timeout,
+            "queue_type": queue_type,
+            "connection_name": connection_name,
+            "tls_ca_file": tls_ca_file,
+            "tls_cert_file": tls_cert_file,
+            "tls_key_file": tls_key_file,
+            "tls_verify": tls_verify,
+            "tls_server_hostname": tls_server_hostname,
+        }
+        # Keyword options win over the URL's query string.
+        defaults = AMQPTransport.__init__.__kwdefaults__ or {}
+        merged = {
+            key: (query[key] if key in query and value == defaults.get(key) else value)
+            for key, value in given.items()
+        }
+        self.heartbeat = to_float(where, "heartbeat", merged["heartbeat"]) or 0.0
+        self.connect_timeout = (
+            to_float(where, "connect_timeout", merged["connect_timeout"]) or 5.0
+        )
+        self.confirm_publish = to_bool(
+            where, "confirm_publish", merged["confirm_publish"]
+        )
+        self.confirm_timeout = (
+            to_float(where, "confirm_timeout", merged["confirm_timeout"]) or 30.0
+        )
+        kind = str(merged["queue_type"]).lower()
+        if kind not in ("classic", "quorum"):
+            raise InvalidURLError(
+                f"option queue_type={merged['queue_type']!r} of {where} must be "
+                "'classic' or 'quorum'"
+            )
+        self.queue_type = kind
+        #: A unique token in every connection's ``connection_name`` property.
+        self.token = uuid.uuid4().hex[:16]
+        self.connection_name = str(merged["connection_name"])
+        self._ssl = self._ssl_options(merged, ssl_options)
+        self.capabilities = Capabilities(
+            priority_levels=10,
+            delayed_delivery=True,
+            max_delay=float(MAX_DELAY),
+            fanout=True,
+            topic=True,
+            dead_lettering=True,
+            max_deliveries=True,
+            leases=False,
+            publisher_confirms=self.confirm_publish,
+            message_ttl=True,
+            batch_publish=True,
+            delivery_count=kind == "quorum",
+            quorum_queues=True,
+            multiprocess=True,
+            persistent=True,
+        )
+        self._lock = threading.RLock()
+        self._link: _Link | None = None
+        self._current = 0
+        self._queues: dict[str, QueueSpec] = {}
+        self._exchanges: dict[str, ExchangeSpec] = {}
+        self._delays_ready = False
+        self._heart_running = False
+        self._retrying("connect", self._producer)
+
+    def _ssl_options(
+        self, merged: dict[str, Any], ssl_options: Mapping[str, Any] | None
+    ) -> Any:
+        if ssl_options is not None:
+            return dict(ssl_options)
+        if not any(e.tls for e in self._endpoints):
+            return False
+        verify = to_bool(f"transport {self.url!r}", "tls_verify", merged["tls_verify"])
+        opts: dict[str, Any] = {
+            "cert_reqs": ssl_module.CERT_REQUIRED if verify else ssl_module.CERT_NONE
+        }
+        for key, target in (
+            ("tls_ca_file", "ca_certs"),
+            ("tls_cert_file", "certfile"),
+            ("tls_key_file", "keyfile"),
+            ("tls_server_hostname", "server_hostname"),
+        ):
+            if merged[key]:
+                opts[target] = str(merged[key])
+        return opts
+
+    # -- connections -----------------------------------------------------------------
+
+    def _connect(self, role: str) -> amqp.Connection:
+        """Open a connection to the first endpoint that answers, from the current one.
+
+        Raises:
+            OSError or amqp.ConnectionError: No endpoint answered (the last error).
+        """
+        count = len(self._endpoints)
+        last: BaseException | None = None
+        for step in range(count):
+            index = (self._current + step) % count
+            endpoint = self._endpoints[index]
+            connection = amqp.Connection(
+                host=endpoint.address,
+                userid=endpoint.userid,
+                password=endpoint.password,
+                virtual_host=endpoint.vhost,
+                heartbeat=self.heartbeat,
+                connect_timeout=self.connect_timeout,
+                ssl=(self._ssl or True) if endpoint.tls else False,
+                client_properties={
+                    "connection_name": (
+                        f"{self.connection_name} {role} {self.token} pid={os.getpid()}"
+                    )
+                },
+            )
+            try:
+                connection.connect()
+            except self.connection_errors as exc:
+                last = exc
+                with contextlib.suppress(Exception):
+                    connection.collect()
+                if count > 1:
+                    logger.warning(
+                        "amqp transport %s: %r did not answer (%s); trying the next",
+                        self.url,
+                        endpoint,
+                        self._scrub(exc),
+                    )
+                continue
+            if index != self._current:
+                logger.info(
+                    "amqp transport %s: now connected to %r", self.url, endpoint
+                )
+            self._current = index
+            return connection
+        assert last is not None  # noqa: S101 - for mypy; the loop ran at least once
+        raise last
+
+    def _producer(self) -> _Link:
+        """Return the publishing link, connecting first if needed (hold the lock)."""
+        with self._lock:
+            link = self._link
+            if link is None:
+                link = _Link(self._connect("producer"), confirms=True)
+                self._link = link
+                if self.heartbeat and not self._heart_running:
+                    self._heart_running = True
+                    _native.start_thread(self._heart)
+            return link
+
+    def _heart(self) -> None:
+        """Service the publishing connection's heartbeats and late confirms."""
+        tick = min(1.0, self.heartbeat / 4)
+        try:
+            while not self._closed:
+                _native.sleep(tick)
+                if not self._lock.acquire(blocking=False):
+                    continue  # a publish is using the connection: that is traffic
+                try:
+                    link = self._link
+                    if link is None or self._closed:
+                        continue
+                    try:
+                        link.drain_ready()
+                        link.connection.heartbeat_tick()
+                    except (*self.connection_errors, amqp_errors.ChannelError) as exc:
+                        logger.warning(
+                            "amqp transport %s: publishing connection lost (%s); "
+                            "reconnecting when next used",
+                            self.url,
+                            self._scrub(exc),
+                        )
+                        self._drop_producer()
+                finally:
+                    self._lock.release()
+        finally:
+            self._heart_running = False
+
+    def _drop_producer(self) -> None:
+        with self._lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()
+
+    def _on_connection_error(self, exc: BaseException) -> None:
+        self._drop_producer()
+
+    @contextlib.contextmanager
+    def _channel(self) -> Iterator[Any]:
+        """Hold the lock and yield the publishing channel; recover channel errors."""
+        with self._lock:
+            link = self._producer()
+            try:
+                yield link.channel
+            except amqp_errors.ChannelError:
+                link.reset_channel()
+                raise
+
+    def _close(self) -> None:
+        self._drop_producer()
+
+    # -- declarations ----------------------------------------------------------------
+
+    def _declare_queue(self, spec: QueueSpec) -> None:
+        quorum = is_quorum(spec, self.queue_type == "quorum")
+        arguments = queue_arguments(spec, quorum)
+        if spec.dead_letter is not None:
+            self._ensure_queue(spec.dead_letter)
+        try:
+            with self._channel() as channel:
+                channel.queue_declare(
+                    spec.name,
+                    durable=spec.durable,
+                    auto_delete=spec.auto_delete,
+                    arguments=arguments,
+                )
+        except amqp_errors.PreconditionFailed as exc:
+            known = self._queues.get(spec.name)
+            existing: dict[str, object] = (
+                known.arguments()
+                if known is not None and known != spec
+                else {"reported by RabbitMQ": str(exc.reply_text)}
+            )
+            raise DeclarationMismatchError(
+                spec.name, existing, spec.arguments()
+            ) from None
+        self._queues[spec.name] = spec
+
+    def _ensure_queue(self, name: str) -> None:
+        """Declare *name* as a plain durable queue unless it exists."""
+        if name in self._queues:
+            return
+        try:
+            with self._channel() as channel:
+                channel.queue_declare(name, passive=True)
+        except amqp_errors.NotFound:
+            with self._channel() as channel:
+                channel.queue_declare(name, durable=True, auto_delete=False)
+
+    def _subscription_spec(self, name: str) -> QueueSpec:
+        spec = self._queues.get(name)
+        if spec is not None:
+            return spec
+        expires = None
+        if self.renew_interval is not None:
+            expires = max(60.0, 3 * self.renew_interval)
+        return QueueSpec(name, durable=False, auto_delete=True, expires=expires)
+
+    def _declare_exchange(self, spec: ExchangeSpec) -> None:
+        try:
+            with self._channel() as channel:
+                channel.exchange_declare(
+                    spec.name, spec.kind, durable=spec.durable, auto_delete=False
+                )
+        except amqp_errors.PreconditionFailed as exc:
+            known = self._exchanges.get(spec.name)
+            existing: dict[str, object] = (
+                known.arguments()
+                if known is not None and known != spec
+                else {"reported by RabbitMQ": str(exc.reply_text)}
+            )
+            raise DeclarationMismatchError(
+                spec.name, existing, spec.arguments()
+            ) from None
+        self._exchanges[spec.name] = spec
+
+    def _bind(self, binding: Binding) -> None:
+        try:
+            with self._channel() as channel:
+                channel.queue_bind(binding.queue, binding.exchange, binding.routing_key)
+        except amqp_errors.NotFound as exc:
+            raise TransportError(
+                f"cannot bind queue {binding.queue!r} to exchange "
+                f"{binding.exchange!r}: {exc.reply_text}; declare both first"
+            ) from None
+
+    def _unbind(self, binding: Binding) -> None:
+        with contextlib.suppress(amqp_errors.NotFound), self._channel() as channel:
+            channel.queue_unbind(binding.queue, binding.exchange, binding.routing_key)
+
+    def _delete_queue(self, name: str) -> None:
+        with self._channel() as channel:
+            channel.queue_delete(name)
+        self._queues.pop(name, None)
+
+    def _purge(self, queue: str) -> int:
+        try:
+            with self._channel() as channel:
+                return int(channel.queue_purge(queue) or 0)
+        except amqp_errors.NotFound:
+            return 0
+
+    def _size(self, queue: str) -> int:
+        try:
+            with self._channel() as channel:
+                _, count, _ = channel.queue_declare(queue, passive=True)
+                return int(count)
+        except amqp_errors.NotFound:
+            return 0
+
+    # -- delayed delivery ------------------------------------------------------------
+
+    def _declare_delay_levels(self, channel: Any) -> None:
+        """Declare the TTL levels (idempotent); done once per transport."""
+        channel.exchange_declare(
+            DELAY_EXCHANGE, "topic", durable=True, auto_delete=False
+        )
+        for level in range(DELAY_LEVELS):
+            name = _delay_name(level)
+            below = _delay_name(level - 1) if level else DELAY_EXCHANGE
+            channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
+            channel.queue_declare(
+                name,
+                durable=True,
+                auto_delete=False,
+                arguments={
+                    "x-message-ttl": 1000 * 2**level,
+                    "x-dead-letter-exchange": below,
+                },
+            )
+            prefix = "*." * (DELAY_LEVELS - 1 - level)
+            channel.queue_bind(name, name, prefix + "1.#")
+            channel.exchange_bind(below, name, prefix + "0.#")
+        self._delays_ready = True
+
+    def _prepare_delays(self, messages: list[Outgoing], mandatory: bool) -> None:
+        targets = {m.routing_key for m in messages if m.delay is not None}
+        if not targets:
+            return
+        with self._channel() as channel:
+            if not self._delays_ready:
+                self._declare_delay_levels(channel)
+        for queue in sorted(targets):
+            try:
+                with self._channel() as channel:
+                    channel.queue_bind(
+                        queue, DELAY_EXCHANGE, "*." * DELAY_LEVELS + queue
+                    )
+            except amqp_errors.NotFound:
+                if mandatory:
+                    raise UnroutableError(
+                        f"a delayed message for queue {queue!r} reached no queue: "
+                        "it does not exist; declare it first"
+                    ) from None
+                logger.warning(
+                    "amqp transport %s: dropped delayed messages for queue %r, "
+                    "which does not exist",
+                    self.url,
+                    queue,
+                )
+
+    # -- publishing ------------------------------------------------------------------
+
+    def _publish(self, messages: list[Outgoing], mandatory: bool) -> None:
+        built = [_message(m) for m in messages]
+        if any(m.delay is not None for m in messages):
+            self._prepare_delays(messages, mandatory)
+        try:
+            with self._channel() as channel:
+                link = self._link
+                assert link is not None  # noqa: S101 - for mypy; _channel connected
+                link.returned.clear()
+                nacked = link.nacked
+                publish = channel.basic_publish
+                for message, exchange, routing_key in built:
+                    publish(message, exchange, routing_key, mandatory)
+                link.published += len(built)
+                if self.confirm_publish or mandatory:
+                    link.wait_confirms(self.confirm_timeout)
+                returned = list(link.returned)
+                refused = link.nacked - nacked
+        except amqp_errors.NotFound as exc:
+            raise TransportError(
+                f"RabbitMQ refused a publish: {exc.reply_text}; declare the exchange "
+                "first"
+            ) from None
+        if refused:
+            raise TransportError(
+                f"RabbitMQ refused {refused} of {len(built)} messages (basic.nack, an "
+                "internal error of the broker); publish them again"
+            )
+        if mandatory and returned:
+            exchange, routing_key, text = returned[0]
+            raise UnroutableError(
+                f"{len(returned)} message(s) reached no queue: exchange {exchange!r} "
+                f"routing key {routing_key!r} ({text}); declare and bind a queue, "
+                "or publish without mandatory=True to drop such messages"
+            )
+
+    # -- consuming -------------------------------------------------------------------
+
+    def _delivery(self, message: Any, queue: str, tag: tuple[int, int]) -> Delivery:
+        info = message.delivery_info
+        properties = dict(message.properties)
+        headers = properties.pop("application_headers", None) or {}
+        redelivered = bool(info["redelivered"])
+        count = headers.get("x-delivery-count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            delivery_count = count + 1
+            redelivered = redelivered or count > 0
+        else:
+            delivery_count = 2 if redelivered else 1
+        if "x-death" in headers:
+            headers = _death_headers(headers, self._queues)
+        exchange, routing_key = info["exchange"], info["routing_key"]
+        if exchange == DELAY_EXCHANGE:
+            exchange, routing_key = "", routing_key.split(".", DELAY_LEVELS)[-1]
+        return Delivery(
+            body=message.body,
+            headers=headers,
+            properties=properties,
+            queue=queue,
+            exchange=exchange,
+            routing_key=routing_key,
+            delivery_count=delivery_count,
+            tag=tag,
+            redelivered=redelivered,
+        )
+
+    def _settle(
+        self, consumer: Consumer, deliveries: list[Delivery], outcome: Outcome
+    ) -> None:
+        assert isinstance(consumer, AMQPConsumer)  # noqa: S101 - for mypy
+        consumer._hand_over(deliveries, outcome)
