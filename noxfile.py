@@ -128,7 +128,9 @@ def _expect_type_errors(session: nox.Session, path: Path) -> None:
         silent=True, success_codes=[1],
     ) or ""  # fmt: skip
     lines = path.read_text().splitlines()
-    expected = {n for n, text in enumerate(lines, 1) if text.rstrip().endswith("# error")}
+    expected = {
+        n for n, text in enumerate(lines, 1) if text.rstrip().endswith("# error")
+    }
     reported = {
         int(match.group(1))
         for match in re.finditer(rf"{re.escape(path.name)}:(\d+): error", str(output))
@@ -154,6 +156,28 @@ DRIVERS = {
     "redis", "hiredis", "amqp", "pymongo", "pycouchdb", "sqlalchemy",
     "psycopg", "pymysql", "boto3", "pymemcache", "cassandra-driver",
 }  # fmt: skip
+
+
+# The example of the transports issue, on Redis (REDIS_URL or the local server).
+TRANSPORTS_REDIS_EXAMPLE = """
+import os, uuid
+from transports import connect
+
+url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+queue = f"qm_packaging_{uuid.uuid4().hex[:8]}"
+with connect(url, global_keyprefix=queue + ":") as conn:
+    conn.declare_queue(queue)
+    conn.publish(queue, b"payload", headers={"task": "x"},
+                 properties={"content_type": "application/json", "priority": 5},
+                 delay=0.5)
+    got = []
+    for delivery in conn.consume([queue], prefetch=100, timeout=3.0):
+        got.append((delivery.body, delivery.headers["task"]))
+        delivery.ack()
+    assert got == [(b"payload", "x")], got
+    conn.delete_keys()
+print("transports[redis] alone: published, delayed, consumed and acked on", url)
+"""
 
 
 def readme_examples(package: str) -> list[str]:
@@ -208,6 +232,15 @@ def packaging(session: nox.Session) -> None:
             session.log(f"{package} README example {number}")
             session.run(str(python), "-c", code, external=True, silent=True)
 
+    session.log("transports[redis] alone: the issue's example against the local Redis")
+    python = fresh("transports-redis")
+    pip(python, "./packages/msgwire", "./packages/transports[redis]")
+    needed = {"msgwire", "transports", "redis", "hiredis"}
+    extra = installed(python) & ((DRIVERS | siblings) - needed)
+    if extra:
+        session.error(f"transports[redis] alone installed {sorted(extra)}")
+    session.run(str(python), "-c", TRANSPORTS_REDIS_EXAMPLE, external=True)
+
     session.log("the checkout recipe: every package in one pip command")
     python = fresh("recipe")
     pip(python, *RECIPE)
@@ -244,7 +277,7 @@ def _services(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
-    """The main job: a worker on the embedded SQLite default runs a few hundred tasks."""
+    """The main job: a worker on the embedded SQLite default runs hundreds of tasks."""
     _install_local(session, *PACKAGES)
     session.run("python", "-m", "queue_meta.demo")
 
