@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from msgwire import Registry
 from resultstores import ExceptionPolicy, ResultMeta, ResultTimeoutError, ResultWrite
 from resultstores._meta import build_document, encode_exception, meta_from_document
 
@@ -59,7 +60,9 @@ class RPCBackend:
         self._lock = threading.Lock()
         conf = app.conf
         self.serializer = conf.result_serializer
-        self.accept = list(conf.result_accept_content or conf.accept_content)
+        self._registry = Registry(
+            accept=list(conf.result_accept_content or conf.accept_content)
+        )
         self.policy = ExceptionPolicy(["queue_meta", *conf.result_exception_modules])
         self.expires = conf.result_expires
 
@@ -82,12 +85,9 @@ class RPCBackend:
         got = self._consumer.fetch(timeout=timeout)
         if not got:
             return
-        from msgwire import Registry
-
-        registry = Registry(accept=self.accept)
         for delivery in got:
             try:
-                document = registry.loads(
+                document = self._registry.loads(
                     delivery.body,
                     delivery.properties.get("content_type"),
                     delivery.properties.get("content_encoding"),

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,9 +65,7 @@ class Request:
     task: Task[Any, Any]
     acked: bool = False
     future: Any = None
-    started: float = 0.0
     held: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -187,7 +185,6 @@ class Worker:
         self._limited: dict[str, list[Request]] = {}
         self._held = 0
         self._control_queue: str | None = None
-        self._started_at = 0.0
         self.ready = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -215,7 +212,6 @@ class Worker:
 
     def start(self) -> None:
         """Run until :meth:`stop` (or a signal, in the main thread); blocks."""
-        self._started_at = time.monotonic()
         self._load_state()
         set_worker_app(self.app)
         self.app.import_modules()
@@ -422,15 +418,21 @@ class Worker:
         """Keep *request* locally (ETA, rate limit) without blocking the window."""
         request.held = True
         self._held += 1
+        self._widen_window()
+
+    def _unhold(self, request: Request) -> None:
+        if request.held:
+            request.held = False
+            self._held -= 1
+            self._widen_window()
+
+    def _widen_window(self) -> None:
+        """Held requests do not count against the prefetch window."""
         if self.consumer is not None:
             self.consumer.prefetch = self.prefetch + self._held
 
     def _release(self, request: Request, *, token_taken: bool = False) -> None:
-        if request.held:
-            request.held = False
-            self._held -= 1
-            if self.consumer is not None:
-                self.consumer.prefetch = self.prefetch + self._held
+        self._unhold(request)
         if request.id in self.revoked:
             self._discard(request, "revoked")
             return
@@ -484,11 +486,7 @@ class Worker:
 
     def _dispatch(self, request: Request) -> None:
         message, task = request.message, request.task
-        if request.held:
-            request.held = False
-            self._held -= 1
-            if self.consumer is not None:
-                self.consumer.prefetch = self.prefetch + self._held
+        self._unhold(request)
         if not task.acks_late:
             request.delivery.ack()
             request.acked = True
@@ -501,7 +499,6 @@ class Worker:
         func: Any = execute
         if task.is_async and self.pool_kind == "asyncio":
             func = execute_async
-        request.started = time.monotonic()
         self.active[request.id] = request
         try:
             future = self.pool.submit_call(
