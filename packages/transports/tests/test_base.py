@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from transports import Capabilities, Delivery, Message, Outcome, Transport, connect
+from transports import (
+    Capabilities,
+    Delivery,
+    Message,
+    Outcome,
+    RetryPolicy,
+    Transport,
+    TransportConnectionError,
+    connect,
+)
 from transports._memory import MemoryConsumer, MemoryTransport
 from transports.base import Consumer
 from transports.testing import collect
@@ -217,3 +226,108 @@ def test_leases_are_renewed_under_gevent_while_a_task_hogs_the_cpu(
     assert kind == "gevent"
     assert int(renewals) >= 5  # about one per 0.25 s, although no greenlet ran
     assert ready == "0"  # the message never went back to the queue
+
+
+EVENTLET_PROBE = """
+import time, warnings
+warnings.simplefilter("ignore")
+import eventlet
+eventlet.monkey_patch()
+from transports import _native
+
+cond, event, lock = _native.condition(), _native.event(), _native.rlock()
+woken = []
+
+def waiter():
+    with cond:
+        woken.append(cond.wait(5.0))
+
+def native():  # a real OS thread: wakes green threads, takes the shared lock
+    _native.sleep(0.2)
+    with cond:
+        cond.notify_all()
+    with lock:
+        _native.sleep(0.1)
+    event.set()
+
+green = [eventlet.spawn(waiter) for _ in range(2)]
+_native.start_thread(native)
+ticks = 0
+started = time.monotonic()
+while not event.is_set():  # the hub keeps running: green threads are not blocked
+    eventlet.sleep(0.01)
+    ticks += 1
+for thread in green:
+    thread.wait()
+with lock:
+    pass
+took = round(time.monotonic() - started, 1)
+print(_native.patched(), woken, event.wait(1), took, ticks > 10)
+"""
+
+
+def test_native_threads_wake_green_threads_under_eventlet() -> None:
+    pytest.importorskip("eventlet")
+    result = subprocess.run(
+        [sys.executable, "-c", EVENTLET_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # Both waiters were notified (not timed out) in about 0.3 s, not 5 s.
+    assert result.stdout.split() == [
+        "eventlet",
+        "[True,",
+        "True]",
+        "True",
+        "0.3",
+        "True",
+    ]
+    assert "Cannot switch" not in result.stderr
+
+
+class _FlakyTransport(MemoryTransport):
+    """Loses the connection on the first *failures* publishes."""
+
+    connection_errors = (ConnectionError,)
+
+    def __init__(self, url: str, failures: int, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.failures = failures
+        self.attempts = 0
+
+    def _publish(self, messages: Any, mandatory: bool) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise ConnectionError("connection reset by peer")
+        super()._publish(messages, mandatory)
+
+
+def test_a_per_call_retry_policy_replaces_the_transport_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr("transports.base.time.sleep", pauses.append)
+    policy = RetryPolicy(max_retries=3, interval_start=0.5, interval_step=0.25,
+                         interval_max=0.9)  # fmt: skip
+    with _FlakyTransport("memory://", failures=3, max_retries=0) as transport:
+        transport.declare_queue("q")
+        transport.publish("q", b"x", retry=policy)
+        assert transport.attempts == 4
+        assert pauses == [0.5, 0.75, 0.9]
+        assert transport.size("q") == 1
+        transport.failures, transport.attempts = 10, 0
+        with pytest.raises(TransportConnectionError, match="failed 1 time"):
+            transport.publish_many([Message("q", b"y")], retry=RetryPolicy(0))
+        assert transport.attempts == 1
+
+
+def test_retry_policy_values_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_retries must be an int"):
+        RetryPolicy(max_retries=-1)
+    with pytest.raises(ValueError, match="interval_step must be a number"):
+        RetryPolicy(interval_step=float("nan"))
+    assert RetryPolicy(None).max_retries is None
+    assert RetryPolicy().pause(5) == 0.2

@@ -29,6 +29,7 @@ from .base import ExchangeSpec as ExchangeSpec
 from .base import Message as Message
 from .base import Outcome as Outcome
 from .base import QueueSpec as QueueSpec
+from .base import RetryPolicy as RetryPolicy
 from .base import Subscription as Subscription
 from .base import Transport as Transport
 from .errors import DeclarationMismatchError as DeclarationMismatchError
@@ -54,6 +55,7 @@ __all__ = [
     "MissingDriverError",
     "Outcome",
     "QueueSpec",
+    "RetryPolicy",
     "Subscription",
     "Transport",
     "TransportClosedError",

@@ -57,7 +57,6 @@ import os
 import select
 import socket
 import ssl as ssl_module
-import threading
 import time
 import uuid
 from collections import deque
@@ -557,7 +556,7 @@ class AMQPConsumer(Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._inbox: deque[Delivery] = deque()
         self._incoming: list[Delivery] = []
-        self._inbox_cond = threading.Condition()
+        self._inbox_cond = _native.condition()
         self._woken = False
         self._requests: deque[tuple[list[Delivery], Outcome]] = deque()
         self._stopping = False
@@ -568,9 +567,9 @@ class AMQPConsumer(Consumer):
         self._missing: dict[str, float] = {}
         self._outstanding: set[int] = set()
         self._resync = True
-        self._synced = threading.Event()
+        self._synced = _native.event()
         self._poked = False
-        self._stopped = threading.Event()
+        self._stopped = _native.event()
         super().__init__(*args, **kwargs)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -1017,7 +1016,7 @@ class AMQPTransport(Transport):
             multiprocess=True,
             persistent=True,
         )
-        self._lock = threading.RLock()
+        self._lock = _native.rlock()
         self._link: _Link | None = None
         self._current = 0
         self._queues: dict[str, QueueSpec] = {}

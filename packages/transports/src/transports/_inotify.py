@@ -15,6 +15,8 @@ import select
 import struct
 import sys
 
+from . import _native
+
 __all__ = ["FileWatch", "open_watch"]
 
 _IN_MODIFY = 0x00000002
@@ -66,8 +68,12 @@ class FileWatch:
 
 
 def open_watch(path: str, suffixes: tuple[str, ...]) -> FileWatch | None:
-    """Watch writes to ``path + suffix`` for each suffix; ``None`` if unsupported."""
-    if not sys.platform.startswith("linux"):
+    """Watch writes to ``path + suffix`` for each suffix; ``None`` if unsupported.
+
+    Unsupported also under eventlet: its green ``select`` never reports an
+    inotify descriptor (not even its timeout), so callers fall back to polling.
+    """
+    if not sys.platform.startswith("linux") or _native.patched() == "eventlet":
         return None
     name = ctypes.util.find_library("c")
     try:

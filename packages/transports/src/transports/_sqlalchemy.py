@@ -51,6 +51,7 @@ import json
 import logging
 import os
 import re
+import select
 import sqlite3
 import threading
 import time
@@ -1245,7 +1246,10 @@ class SQLAlchemyTransport(Transport):
                     attempt = 0
                     signal.notify()  # changes may have been missed while reconnecting
                     while self._listening(signal):
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        # select() (patched under gevent and eventlet) waits for
+                        # the socket: psycopg's own wait would block the hub.
+                        ready, _, _ = select.select([conn.fileno()], [], [], 1.0)
+                        if ready and any(True for _ in conn.notifies(timeout=0)):
                             signal.notify()
             except psycopg.Error as error:
                 pause = min(0.05 * 2**attempt, self.retry_backoff_max or 1.0)

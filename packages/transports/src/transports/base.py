@@ -55,6 +55,7 @@ __all__ = [
     "Message",
     "Outcome",
     "QueueSpec",
+    "RetryPolicy",
     "Subscription",
     "Transport",
 ]
@@ -183,6 +184,60 @@ class Subscription:
 
     exchange: str
     routing_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How one publish retries a lost connection (Celery's ``retry_policy``).
+
+    Attempt *n* (0 for the first retry) waits
+    ``min(interval_start + n * interval_step, interval_max)`` seconds first.
+    ``RetryPolicy(max_retries=0)`` fails at the first lost connection.
+
+    Attributes:
+        max_retries: Retries after the first attempt; ``None`` retries until
+            the broker answers.
+        interval_start: Seconds before the first retry.
+        interval_step: Seconds added for each further retry.
+        interval_max: The longest pause, in seconds.
+
+    Raises:
+        ValueError: A negative count or interval.
+    """
+
+    max_retries: int | None = 3
+    interval_start: float = 0.0
+    interval_step: float = 0.2
+    interval_max: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.max_retries is not None and (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ValueError(
+                f"RetryPolicy.max_retries must be an int >= 0 or None, got "
+                f"{self.max_retries!r}"
+            )
+        for name in ("interval_start", "interval_step", "interval_max"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(
+                    f"RetryPolicy.{name} must be a number of seconds >= 0, got "
+                    f"{value!r}"
+                )
+
+    def pause(self, attempt: int) -> float:
+        """Seconds to wait before retry number *attempt* (0-based)."""
+        return min(
+            self.interval_start + attempt * self.interval_step, self.interval_max
+        )
 
 
 @dataclass(slots=True)
@@ -477,7 +532,7 @@ class Consumer(ABC):
         self.token = uuid.uuid4().hex
         self._queues: list[str] = []
         self._subscriptions: dict[Subscription, str] = {}
-        self._cond = threading.Condition()
+        self._cond = _native.condition()
         self._unsettled: dict[int, Delivery] = {}
         self._buffer: deque[Delivery] = deque()
         self._generation = 0
@@ -1094,6 +1149,7 @@ class Transport(ABC):
         delay: float | None = None,
         ttl: float | None = None,
         mandatory: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Publish one message.
 
@@ -1110,6 +1166,8 @@ class Transport(ABC):
             ttl: Seconds it may wait undelivered before it expires.
             mandatory: Raise :class:`~transports.UnroutableError` when no queue
                 receives it, instead of dropping it.
+            retry: How a lost connection is retried for this call; ``None``:
+                the transport's own ``max_retries`` and exponential backoff.
 
         Raises:
             TypeError: *body* is not bytes, or headers/properties not mappings.
@@ -1120,12 +1178,18 @@ class Transport(ABC):
         message = Message(routing_key, body, exchange, headers, properties, delay, ttl)
         outgoing = [self._prepare(message)]
         self._check_open()
-        self._retrying("publish", self._publish, outgoing, mandatory)
+        self._retrying("publish", self._publish, outgoing, mandatory, policy=retry)
 
     def publish_many(
-        self, messages: Iterable[Message], *, mandatory: bool = False
+        self,
+        messages: Iterable[Message],
+        *,
+        mandatory: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Publish *messages* in one round trip where the broker allows.
+
+        *mandatory* and *retry* are as for :meth:`publish`.
 
         Raises:
             TypeError: An item is not a :class:`Message`, or has a bad field.
@@ -1145,7 +1209,7 @@ class Transport(ABC):
         if not outgoing:
             return
         self._check_open()
-        self._retrying("publish_many", self._publish, outgoing, mandatory)
+        self._retrying("publish_many", self._publish, outgoing, mandatory, policy=retry)
 
     def _prepare(self, message: Message) -> Outgoing:
         if (
@@ -1457,12 +1521,21 @@ class Transport(ABC):
         self._consumers = weakref.WeakSet()
         self._consumers_lock = threading.Lock()
 
-    def _retrying(self, operation: str, func: Callable[..., _T], *args: Any) -> _T:
+    def _retrying(
+        self,
+        operation: str,
+        func: Callable[..., _T],
+        *args: Any,
+        policy: RetryPolicy | None = None,
+    ) -> _T:
         """Run *func*, retrying :attr:`connection_errors` with bounded backoff.
+
+        *policy* replaces the transport's ``max_retries`` and backoff.
 
         Raises:
             TransportConnectionError: Every attempt lost the connection.
         """
+        limit = self.max_retries if policy is None else policy.max_retries
         attempt = 0
         while True:
             try:
@@ -1470,23 +1543,26 @@ class Transport(ABC):
             except self._retryable() as exc:
                 if self._closed:
                     raise TransportClosedError(f"{self!r} is closed") from exc
-                if attempt >= self.max_retries:
+                if limit is not None and attempt >= limit:
                     raise TransportConnectionError(
                         f"{self.name} broker at {self.url} is unreachable: {operation} "
                         f"failed {attempt + 1} time(s), last with {self._scrub(exc)}; "
                         "check that the server is running and the URL is right"
                     ) from exc
-                pause = min(0.05 * 2**attempt, self.retry_backoff_max or 0.0)
+                if policy is None:
+                    pause = min(0.05 * 2**attempt, self.retry_backoff_max or 0.0)
+                else:
+                    pause = policy.pause(attempt)
                 attempt += 1
                 logger.warning(
-                    "%s transport %s: %s lost the connection (%s); retry %d/%d "
+                    "%s transport %s: %s lost the connection (%s); retry %d/%s "
                     "in %.2f s",
                     self.name,
                     self.url,
                     operation,
                     self._scrub(exc),
                     attempt,
-                    self.max_retries,
+                    "unlimited" if limit is None else limit,
                     pause,
                 )
                 self._on_connection_error(exc)
