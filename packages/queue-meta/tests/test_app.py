@@ -412,3 +412,36 @@ def _wait_state(result: Any, state: str, timeout: float = 10.0) -> str:
             return str(current)
         time.sleep(0.02)
     return str(result.state)
+
+
+def test_publish_retry_and_retry_policy_reach_the_transport(
+    queue_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transports import RetryPolicy
+
+    @queue_app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    seen: list[RetryPolicy] = []
+    real = queue_app.transport.publish
+
+    def publish(*args: Any, retry: RetryPolicy, **kwargs: Any) -> None:
+        seen.append(retry)
+        real(*args, retry=retry, **kwargs)
+
+    monkeypatch.setattr(queue_app.transport, "publish", publish)
+    queue_app.conf.update(task_publish_retry_policy={"max_retries": 7})
+    add.delay(1, 2)
+    add.apply_async((1, 2), retry=False)
+    add.apply_async((1, 2), retry_policy={"interval_start": 1, "interval_max": 3})
+    assert seen == [
+        RetryPolicy(7, 0, 0.2, 0.2),
+        RetryPolicy(0),
+        RetryPolicy(7, 1, 0.2, 3),
+    ]
+    with pytest.raises(ValueError, match="did you mean 'max_retries'"):
+        add.apply_async((1, 2), retry_policy={"max_retrys": 1})
+    with pytest.raises(ValueError, match="interval_max must be a number"):
+        add.apply_async((1, 2), retry_policy={"interval_max": -1})
+    assert len(seen) == 3  # nothing was sent for the bad policies

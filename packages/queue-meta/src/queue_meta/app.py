@@ -142,6 +142,7 @@ class App:
         self._backend: Any = None
         self._registry: msgwire.Registry | None = None
         self._declared: set[tuple[str, str]] = set()
+        self._retry_policies: dict[tuple[Any, ...], Any] = {}
         self._conn_lock = threading.RLock()
         self._control: Any = None
         #: How the worker's pool children import this app ("module:attribute").
@@ -443,7 +444,7 @@ class App:
 
         task = options.pop("_task", None) or self.tasks.get(name)
         prepared = prepare(self, name, args, kwargs, options, task)
-        publish(self, [prepared], options.get("retry", self.conf.task_publish_retry))
+        publish(self, [prepared], options.get("retry"), options.get("retry_policy"))
         return AsyncResult(prepared.task_id, self, task_name=name)
 
     def send_many(
@@ -466,7 +467,7 @@ class App:
             prepared.append(
                 prepare(self, sig.task, sig.args, sig.kwargs, dict(sig.options), task)
             )
-        publish(self, prepared, self.conf.task_publish_retry)
+        publish(self, prepared)
         return [AsyncResult(p.task_id, self, task_name=p.name) for p in prepared]
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:  # noqa: N802 - Celery's name

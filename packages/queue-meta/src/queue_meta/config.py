@@ -1253,8 +1253,10 @@ class Settings:
     )
     signing_max_age: _Field[float | None] = _Field(
         _Duration(positive=True, nullable=True),
-        300.0,
-        "Replay window in seconds: older signed messages are rejected; None: no limit.",
+        3600.0,
+        "Native signing format: messages signed longer ago than this many seconds "
+        "(counted from the eta of delayed tasks) are rejected as replays; raise it "
+        "when queues may hold a longer backlog; None: no limit.",
     )
 
     # -- queue-meta

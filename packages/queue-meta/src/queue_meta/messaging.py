@@ -21,9 +21,11 @@ from .errors import ConfigurationError
 from .security import signing_serializer
 
 if TYPE_CHECKING:
+    import transports
+
     from .app import App
 
-__all__ = ["Prepared", "prepare", "publish"]
+__all__ = ["Prepared", "prepare", "publish", "publish_retry_policy"]
 
 logger = logging.getLogger(__name__)
 
@@ -216,14 +218,70 @@ def declare(app: App, prepared: Prepared) -> None:
     app._declared.add(key)
 
 
-def publish(app: App, prepared: list[Prepared], retry: bool = True) -> None:
+_POLICY_KEYS = ("max_retries", "interval_start", "interval_step", "interval_max")
+
+
+def publish_retry_policy(
+    app: App, retry: bool | None = None, policy: Mapping[str, Any] | None = None
+) -> transports.RetryPolicy:
+    """The transport retry policy of one send: ``retry`` and ``retry_policy``.
+
+    ``retry=False`` fails at the first lost connection; *policy* keys override
+    the app's ``task_publish_retry_policy`` (``retry_errors`` is accepted and
+    ignored: only lost connections are retried).
+
+    Raises:
+        ValueError: An unknown key or a bad value in *policy*.
+    """
+    from transports import RetryPolicy
+
+    conf = app.conf
+    if retry is None:
+        retry = conf.task_publish_retry
+    if not retry:
+        return RetryPolicy(max_retries=0)
+    base = conf.task_publish_retry_policy
+    if not policy:
+        key = tuple(base.get(name) for name in _POLICY_KEYS)
+        cached = app._retry_policies.get(key)
+        if cached is None:
+            cached = app._retry_policies[key] = RetryPolicy(*key)
+        return cached
+    if not isinstance(policy, Mapping):
+        raise ValueError(
+            f"retry_policy must be a dict with keys {', '.join(_POLICY_KEYS)}, got "
+            f"{policy!r}"
+        )
+    unknown = sorted(set(policy) - {*_POLICY_KEYS, "retry_errors"})
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], _POLICY_KEYS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown retry_policy key {unknown[0]!r}{hint}")
+    merged = {**base, **policy}
+    try:
+        return RetryPolicy(*(merged.get(name) for name in _POLICY_KEYS))
+    except ValueError as exc:
+        raise ValueError(f"retry_policy: {exc}") from None
+
+
+def publish(
+    app: App,
+    prepared: list[Prepared],
+    retry: bool | None = None,
+    retry_policy: Mapping[str, Any] | None = None,
+) -> None:
     """Publish prepared messages in one batch.
 
     Raises:
-        transports.TransportConnectionError: The broker stayed unreachable.
+        ValueError: A bad *retry_policy*.
+        transports.TransportConnectionError: The broker stayed unreachable
+            through the retry policy.
     """
     from transports import Message
 
+    policy = publish_retry_policy(app, retry, retry_policy)
     for item in prepared:
         declare(app, item)
     transport = app.transport
@@ -235,15 +293,19 @@ def publish(app: App, prepared: list[Prepared], retry: bool = True) -> None:
             exchange=item.exchange,
             headers=item.headers,
             properties=item.properties,
+            retry=policy,
         )
         return
     transport.publish_many(
-        Message(
-            item.routing_key,
-            item.body,
-            item.exchange,
-            item.headers,
-            item.properties,
-        )
-        for item in prepared
+        (
+            Message(
+                item.routing_key,
+                item.body,
+                item.exchange,
+                item.headers,
+                item.properties,
+            )
+            for item in prepared
+        ),
+        retry=policy,
     )

@@ -4,7 +4,9 @@ With ``security_key``, ``security_certificate`` and ``security_cert_store``
 set, every task message is signed by the producer and verified by the worker
 before anything is deserialized: ``signing_format="auth"`` is Celery's
 ``auth`` serializer (body only), ``"native"`` also covers the routing
-headers and a timestamp. Only signed messages are accepted then.
+headers and a timestamp, and refuses messages signed more than
+``signing_max_age`` seconds ago (counted from the eta for delayed tasks).
+Only signed messages are accepted then.
 """
 
 from __future__ import annotations
@@ -68,7 +70,15 @@ def build_registry(conf: Settings) -> Registry:
     except (OSError, ValueError) as exc:
         raise ImproperlyConfiguredError(f"message signing: {exc}") from exc
     inner = set(conf.accept_content) - {"auth", "signed", "application/data"}
-    verifier = Verifier(store, accept=inner or {"json"})
+    try:
+        verifier = Verifier(
+            store,
+            accept=inner or {"json"},
+            digest=conf.security_digest,
+            max_age=conf.signing_max_age,
+        )
+    except ValueError as exc:
+        raise ImproperlyConfiguredError(f"message signing: {exc}") from exc
     codec_class = AuthCodec if serializer == "auth" else SignedCodec
     codec = codec_class(signer=signer, verifier=verifier)
     return Registry(accept=[serializer], codecs=[codec])
