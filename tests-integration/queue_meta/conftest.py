@@ -230,6 +230,7 @@ class EndToEnd:
         pool: str = "prefork",
         concurrency: int = 2,
         clean_log: bool = True,
+        module: ModuleType | None = None,
     ) -> Iterator[RunningWorker]:
         """Start a worker for the app in *source*; stop it with SIGTERM after.
 
@@ -242,10 +243,16 @@ class EndToEnd:
             pool: ``-P``.
             concurrency: ``-c``.
             clean_log: Fail if the log shows a traceback.
+            module: Start on this app module (from an earlier worker) instead of
+                writing *source* (then ignored) as a new one.
         """
-        name = self.write_module(source, broker=broker, backend=backend, queue=queue)
-        module = self.import_module(name)
-        log_path = self.home / f"{name}.log"
+        if module is None:
+            name = self.write_module(
+                source, broker=broker, backend=backend, queue=queue
+            )
+            module = self.import_module(name)
+        name = module.__name__
+        log_path = self.home / f"{name}.{len(list(self.home.glob(name + '*.log')))}.log"
         command = [
             PYTHON, "-X", "faulthandler", "-m", "queue_meta", "-A", name, "worker",
             "-P", pool, "-c", str(concurrency), "-l", "info", "-n", f"{name}@%h",

@@ -1,8 +1,9 @@
 """The smallest app of the product description, on every pool and broker.
 
-The full pool matrix runs on the embedded default (SQLite broker and results
-under ``$QUEUE_HOME/<app name>/``); PostgreSQL, Redis and RabbitMQ run one or
-two pools each, to keep the suite short.
+Every pool (prefork, threads, solo, gevent, eventlet, asyncio) runs a sync and
+an async task on every broker: the embedded default (SQLite broker and results
+under ``$QUEUE_HOME/<app name>/``), PostgreSQL through SQLAlchemy, Redis and
+RabbitMQ.
 """
 
 from __future__ import annotations
@@ -58,24 +59,24 @@ def test_hello_on_the_embedded_default(e2e: EndToEnd, pool: str) -> None:
         assert (home / "results.db").exists()
 
 
-@pytest.mark.parametrize("pool", ["prefork", "threads"])
+@pytest.mark.parametrize("pool", POOLS)
 def test_hello_on_postgresql(e2e: EndToEnd, postgres_url: str, pool: str) -> None:
     _check_hello(e2e, pool, broker=postgres_url, backend=postgres_url)
 
 
-@pytest.mark.parametrize("pool", ["prefork", "asyncio"])
+@pytest.mark.parametrize("pool", POOLS)
 def test_hello_on_redis(e2e: EndToEnd, redis_broker: str, pool: str) -> None:
     _check_hello(e2e, pool, broker=redis_broker, backend=redis_broker)
 
 
-@pytest.mark.parametrize("pool", ["prefork", "gevent"])
+@pytest.mark.parametrize("pool", POOLS)
 def test_hello_on_rabbitmq(e2e: EndToEnd, amqp_broker: str, pool: str) -> None:
     # No backend given: results go to the embedded SQLite store.
     _check_hello(e2e, pool, broker=amqp_broker)
 
 
 @pytest.mark.parametrize("pool", ["gevent", "eventlet"])
-def test_hello_on_redis_with_green_pools(
+def test_green_pools_keep_redis_heartbeats_alive(
     e2e: EndToEnd, redis_broker: str, pool: str
 ) -> None:
     with e2e.worker(
