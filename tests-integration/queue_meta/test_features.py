@@ -324,7 +324,32 @@ def test_unknown_task_is_rejected_and_the_worker_carries_on(e2e: EndToEnd) -> No
         assert len(worker.lines("unregistered task 'e2e.no_such_task'")) == 1
         with pytest.raises(NotRegisteredError):
             result.get(timeout=10)
+        # Garbage bytes pushed straight into the queue: one line, moved aside.
+        _publish_raw(worker, b"\xff\x00 not a task", {}, {})
+        worker.wait_for_log("cannot be used")
         assert worker.module.add.delay(2, 2).get(timeout=10) == 4
+        dead = f"{app.conf.task_default_queue}.dead"
+        assert len(worker.lines(f"moved to the dead-letter queue {dead!r}")) == 2
+        reasons = sorted(_drain_dead_letters(app, dead))
+        assert len(reasons) == 2
+        assert "no task header" in reasons[0] or "Error" in reasons[0]
+        assert reasons[1] == "unregistered task 'e2e.no_such_task'"
+
+
+def _drain_dead_letters(app: Any, queue: str) -> list[str]:
+    """The x-death-reason headers of the messages in *queue* (consumed)."""
+    import transports
+    from transports.testing import collect
+
+    connection = transports.connect(app.broker_url)
+    try:
+        with connection.consumer([queue]) as consumer:
+            deliveries = collect(consumer, connection.size(queue), timeout=10)
+            for delivery in deliveries:
+                delivery.ack()
+        return [str(d.headers["x-death-reason"]) for d in deliveries]
+    finally:
+        connection.close()
 
 
 def _signing_settings(e2e: EndToEnd) -> str:

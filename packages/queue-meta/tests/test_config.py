@@ -687,3 +687,16 @@ class TestSecrets:
             repr(Settings({"worker_pool": "solo"}))
             == "Settings({'worker_pool': 'solo'})"
         )
+
+
+def test_task_queues_options_are_checked() -> None:
+    settings = Settings()
+    settings.update(
+        task_queues={"media": {"exchange": "media", "exchange_type": "topic"}}
+    )
+    assert settings.task_queues == [
+        {"name": "media", "exchange": "media", "exchange_type": "topic"}
+    ]
+    with pytest.raises(ConfigurationError, match="did you mean 'routing_key'"):
+        settings.update(task_queues=[{"name": "media", "routingkey": "media.#"}])
+    assert Settings().task_dead_letter_queue == "{queue}.dead"

@@ -767,6 +767,13 @@ class _Routes(_Type):
         return _json(text, (dict, list))
 
 
+#: The options a ``task_queues`` entry may have besides ``name``.
+QUEUE_OPTIONS = (
+    "name", "exchange", "exchange_type", "routing_key", "bindings", "max_priority",
+    "message_ttl", "expires", "durable", "auto_delete", "queue_arguments",
+)  # fmt: skip
+
+
 class _Queues(_Type):
     kind = "list (comma-separated or JSON)"
 
@@ -792,6 +799,14 @@ class _Queues(_Type):
             if isinstance(item, str) and item:
                 queues.append(item)
             elif isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                unknown = sorted(set(item) - set(QUEUE_OPTIONS))
+                if unknown:
+                    suggestion = _closest(str(unknown[0]), QUEUE_OPTIONS)
+                    hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+                    raise _Invalid(
+                        f"queue {item['name']!r} has unknown option "
+                        f"{unknown[0]!r}{hint}"
+                    )
                 queues.append(dict(item))
             else:
                 raise _Invalid(f"bad queue {_shown(item)}")
@@ -1059,8 +1074,19 @@ class Settings:
     task_queues: _Field[list[str | dict[str, Any]] | None] = _Field(
         _Queues(),
         None,
-        "Queues a worker consumes from, as names or dicts with a 'name' key "
+        "Queues a worker consumes from, as names or dicts with a 'name' key and "
+        "optional 'exchange', 'exchange_type' (direct, topic, fanout), "
+        "'routing_key' (the binding key), 'bindings' (a list of {'exchange', "
+        "'routing_key'}), 'max_priority', 'message_ttl', 'expires', 'durable' "
         "(Celery's {name: options} mapping is accepted); None: the default queue.",
+    )
+    task_dead_letter_queue: _Field[str | None] = _Field(
+        _Str(nullable=True),
+        "{queue}.dead",
+        "Where the worker moves messages it rejects (undecodable, unknown task, "
+        "failed verification, disallowed content type), with the reason in the "
+        "x-death-reason header; '{queue}' is the queue they came from. None: "
+        "drop them (the log says so).",
     )
 
     # -- execution

@@ -189,16 +189,74 @@ def _reply_to(app: App) -> str:
     return reply_queue_for(app)
 
 
+def queue_spec(app: App, name: str) -> dict[str, Any]:
+    """The ``task_queues`` entry named *name* (``{"name": name}`` if none)."""
+    for item in app.conf.task_queues or ():
+        if isinstance(item, str):
+            if item == name:
+                return {"name": name}
+        elif item["name"] == name:
+            return item
+    return {"name": name}
+
+
+_ARGUMENTS = {  # Celery's queue_arguments -> our declare_queue options
+    "x-max-priority": ("max_priority", 1),
+    "x-message-ttl": ("message_ttl", 0.001),
+    "x-expires": ("expires", 0.001),
+}
+
+
 def declare_queue(app: App, name: str) -> None:
-    """Declare queue *name* with the app's queue arguments, once per process."""
+    """Declare queue *name* as ``task_queues`` describes it, once per process.
+
+    Its exchange and bindings are declared too: a queue bound to a topic or
+    fanout exchange receives what is published there.
+    """
     key = ("", name)
     if key in app._declared:
         return
+    spec = queue_spec(app, name)
     options: dict[str, Any] = {}
     if app.conf.task_queue_max_priority is not None:
         options["max_priority"] = app.conf.task_queue_max_priority
-    app.transport.declare_queue(name, **options)
+    for argument, value in (spec.get("queue_arguments") or {}).items():
+        if argument == "x-queue-type":
+            options["quorum"] = value == "quorum"
+        elif argument in _ARGUMENTS:
+            option, scale = _ARGUMENTS[argument]
+            options[option] = value if scale == 1 else value * scale
+    for option in ("max_priority", "message_ttl", "expires", "durable", "auto_delete"):
+        if spec.get(option) is not None:
+            options[option] = spec[option]
+    transport = app.transport
+    transport.declare_queue(name, **options)
+    bindings = list(spec.get("bindings") or ())
+    if spec.get("exchange"):
+        bindings.insert(
+            0, {"exchange": spec["exchange"], "routing_key": spec.get("routing_key")}
+        )
+    for binding in bindings:
+        exchange = binding["exchange"]
+        kind = binding.get("exchange_type") or spec.get("exchange_type")
+        transport.declare_exchange(
+            exchange, kind or app.conf.task_default_exchange_type
+        )
+        routing_key = binding.get("routing_key")
+        transport.bind(name, exchange, name if routing_key is None else routing_key)
     app._declared.add(key)
+
+
+def declare_exchange_queues(app: App, exchange: str) -> None:
+    """Declare the ``task_queues`` bound to *exchange* (before publishing to it)."""
+    for item in app.conf.task_queues or ():
+        if isinstance(item, str):
+            continue
+        bound = item.get("exchange") == exchange or any(
+            b.get("exchange") == exchange for b in item.get("bindings") or ()
+        )
+        if bound:
+            declare_queue(app, item["name"])
 
 
 def declare(app: App, prepared: Prepared) -> None:
@@ -210,12 +268,28 @@ def declare(app: App, prepared: Prepared) -> None:
     if prepared.queue and app.conf.task_create_missing_queues:
         declare_queue(app, prepared.queue)
     if prepared.exchange:
-        transport.declare_exchange(
-            prepared.exchange, app.conf.task_default_exchange_type
-        )
+        declare_exchange_queues(app, prepared.exchange)
+        if (prepared.exchange, "") not in app._declared:
+            transport.declare_exchange(
+                prepared.exchange, _exchange_type(app, prepared.exchange)
+            )
+            app._declared.add((prepared.exchange, ""))
         if prepared.queue:
             transport.bind(prepared.queue, prepared.exchange, prepared.routing_key)
     app._declared.add(key)
+
+
+def _exchange_type(app: App, exchange: str) -> str:
+    """The type ``task_queues`` gives *exchange*, else the default exchange type."""
+    for item in app.conf.task_queues or ():
+        if isinstance(item, str):
+            continue
+        if item.get("exchange") == exchange and item.get("exchange_type"):
+            return str(item["exchange_type"])
+        for binding in item.get("bindings") or ():
+            if binding.get("exchange") == exchange and binding.get("exchange_type"):
+                return str(binding["exchange_type"])
+    return app.conf.task_default_exchange_type
 
 
 _POLICY_KEYS = ("max_retries", "interval_start", "interval_step", "interval_max")

@@ -47,7 +47,8 @@ class Context:
         kwargs: Keyword arguments.
         retries: How many times this task was retried so far.
         hostname: The node name of the worker running it.
-        delivery_info: ``exchange``, ``routing_key``, ``priority``, ``redelivered``.
+        delivery_info: ``exchange``, ``routing_key``, ``queue``, ``priority``,
+            ``redelivered``.
         eta: When it was scheduled to run, if it was.
         expires: When it expires, if it does.
         parent_id: The task that sent this one.
@@ -446,7 +447,12 @@ class Task(Generic[P, R]):
         }
         routing_key = request.delivery_info.get("routing_key")
         exchange = request.delivery_info.get("exchange") or ""
-        if routing_key:
+        came_from = request.delivery_info.get("queue")
+        if came_from:
+            # Back to the queue it came from: through a topic or fanout exchange
+            # a retry would reach every bound queue again.
+            call_options["queue"] = came_from
+        elif routing_key:
             if exchange:
                 call_options["exchange"] = exchange
                 call_options["routing_key"] = routing_key

@@ -106,7 +106,8 @@ class Worker:
 
     Args:
         app: The app whose tasks run.
-        queues: Queue names (default: ``task_default_queue``).
+        queues: Queue names (default: those of ``task_queues``, else
+            ``task_default_queue``).
         concurrency: Pool size (default: the setting, else the CPU count).
         pool: ``prefork``, ``threads``, ``solo``, ``eventlet``, ``gevent``, ``asyncio``.
         hostname: Node name; ``%h`` is the host name.
@@ -137,7 +138,10 @@ class Worker:
     ) -> None:
         conf = app.conf
         self.app = app
-        self.queues = list(queues or [conf.task_default_queue])
+        configured = [
+            q if isinstance(q, str) else q["name"] for q in conf.task_queues or ()
+        ]
+        self.queues = list(queues or configured or [conf.task_default_queue])
         self.pool_kind = pool or conf.worker_pool
         if autoscale is not None:
             high, low = autoscale
@@ -323,9 +327,12 @@ class Worker:
                     continue
                 try:
                     self._on_message(delivery)
-                except Exception:
-                    logger.exception("could not handle %r; it is rejected", delivery)
-                    self._settle(delivery, requeue=False)
+                except Exception as exc:
+                    logger.exception(
+                        "could not handle %r; %s",
+                        delivery,
+                        self._dead_letter(delivery, f"worker error: {exc!r}"),
+                    )
             if self.autoscale:
                 self._autoscale()
 
@@ -364,26 +371,24 @@ class Worker:
                 registry=app.registry,
             )
         except Exception as exc:  # noqa: BLE001 - any decode or verification error
+            reason = f"{type(exc).__name__}: {exc}"
             logger.error(
-                "rejected a message from queue %r that cannot be used (%s: %s); %s",
+                "rejected a message from queue %r that cannot be used (%s); %s",
                 delivery.queue,
-                type(exc).__name__,
-                exc,
-                self._where_rejected(delivery),
+                reason,
+                self._dead_letter(delivery, reason),
             )
-            self._settle(delivery, requeue=False)
             return
         task = app.tasks.get(message.task)
         if task is None:
+            self._store(message.id, states.FAILURE, NotRegisteredError(message.task))
             logger.error(
                 "received unregistered task %r (id %s); %s. Is the module that defines "
                 "it imported by the worker (-A, imports, include)?",
                 message.task,
                 message.id,
-                self._where_rejected(delivery),
+                self._dead_letter(delivery, f"unregistered task {message.task!r}"),
             )
-            self._store(message.id, states.FAILURE, NotRegisteredError(message.task))
-            self._settle(delivery, requeue=False)
             return
         request = Request(delivery, message, task)
         signals.task_received.send(sender=self, request=request)
@@ -404,15 +409,44 @@ class Worker:
             return
         self._rate_limited(request)
 
-    def _where_rejected(self, delivery: Delivery) -> str:
-        capabilities = self.app.transport.capabilities
-        if capabilities.dead_lettering:
-            return (
-                "it goes to the queue's dead-letter queue if one is configured, "
-                "else it is dropped"
+    def _dead_letter(self, delivery: Delivery, reason: str) -> str:
+        """Move a rejected message aside (publish, then ack); say where it went.
+
+        The copy goes to ``task_dead_letter_queue`` with the reason in its
+        headers. Publishing before acknowledging means a crash in between
+        leaves a duplicate in the dead-letter queue, never a lost message.
+        """
+        from queue_meta.messaging import declare_queue
+        from transports.base import DEATH_QUEUE, DEATH_REASON
+
+        template = self.app.conf.task_dead_letter_queue
+        if not template:
+            self._settle(delivery, requeue=False)
+            return "dropped (task_dead_letter_queue is None)"
+        target = template.replace("{queue}", delivery.queue)
+        headers = {**(delivery.headers or {}), DEATH_REASON: reason}
+        headers[DEATH_QUEUE] = delivery.queue
+        properties = {
+            key: value
+            for key, value in (delivery.properties or {}).items()
+            if key in ("content_type", "content_encoding", "correlation_id")
+        }
+        try:
+            declare_queue(self.app, target)
+            self.app.transport.publish(
+                target, delivery.body, headers=headers, properties=properties
             )
-        name = self.app.transport.name
-        return f"the {name} broker has no dead-lettering, so it is dropped"
+        except Exception as exc:  # noqa: BLE001 - keep serving; say what happened
+            self._settle(delivery, requeue=False)
+            return (
+                f"could not move it to the dead-letter queue {target!r} ({exc}), "
+                "so it was rejected (dropped unless the queue dead-letters)"
+            )
+        try:
+            delivery.ack()
+        except Exception:
+            logger.exception("could not acknowledge %r", delivery)
+        return f"moved to the dead-letter queue {target!r}"
 
     def _hold(self, request: Request) -> None:
         """Keep *request* locally (ETA, rate limit) without blocking the window."""
@@ -534,6 +568,7 @@ class Worker:
             "delivery_info": {
                 "exchange": delivery.exchange,
                 "routing_key": delivery.routing_key,
+                "queue": delivery.queue,
                 "priority": delivery.properties.get("priority"),
                 "redelivered": delivery.redelivered,
             },
