@@ -3,9 +3,10 @@
 A Celery producer's ``send_task`` is executed by a queue-meta worker process and
 Celery reads the result; a queue-meta producer's task is executed by a Celery
 worker process and queue-meta reads the result; a failure on either side comes
-back as the same exception type. Both sides use the same queue name and the
-Redis result store (Celery's key layout). Celery is installed only in the
-``interop`` session's virtualenv.
+back as the same exception type. Both sides use the same queue name and either
+the Redis result store (Celery's key layout) or ``rpc://`` results (reply
+messages over the broker). Celery is installed only in the ``interop``
+session's virtualenv.
 """
 
 from __future__ import annotations
@@ -82,12 +83,20 @@ def broker(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("amqp_url"))
 
 
+@pytest.fixture(params=["redis-results", "rpc-results"])
+def results(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 def setup(
-    broker: str, redis_url: str, unique_name: Names, tmp_path: Path
+    broker: str, results: str, redis_url: str, unique_name: Names, tmp_path: Path
 ) -> dict[str, str]:
     queue = unique_name("interop")
-    backend = redis_url.rsplit("/", 1)[0] + "/3"
+    if results == "rpc-results":
+        backend = "rpc://"
+    else:
+        backend = redis_url.rsplit("/", 1)[0] + "/3"
     values = {"broker": broker, "backend": backend, "queue": queue}
     (tmp_path / "celery_side.py").write_text(
         CELERY_MODULE.format(**values) + textwrap.dedent(TASKS)
