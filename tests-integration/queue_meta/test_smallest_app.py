@@ -71,7 +71,7 @@ def test_hello_on_redis(e2e: EndToEnd, redis_broker: str, pool: str) -> None:
 
 @pytest.mark.parametrize("pool", POOLS)
 def test_hello_on_rabbitmq(e2e: EndToEnd, amqp_broker: str, pool: str) -> None:
-    # No backend given: results go to the embedded SQLite store.
+    # No backend given: results come back as rpc:// reply messages.
     _check_hello(e2e, pool, broker=amqp_broker)
 
 

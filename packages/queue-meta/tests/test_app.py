@@ -445,3 +445,33 @@ def test_publish_retry_and_retry_policy_reach_the_transport(
     with pytest.raises(ValueError, match="interval_max must be a number"):
         add.apply_async((1, 2), retry_policy={"interval_max": -1})
     assert len(seen) == 3  # nothing was sent for the bad policies
+
+
+@pytest.mark.parametrize(
+    ("broker", "expected"),
+    [
+        ("redis://h:6379/1", "redis://h:6379/1"),
+        ("amqp://guest@h//", "rpc://"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("sqlalchemy+mysql://u@h/db", "mysql://u@h/db"),
+        ("memory://", "memory://"),
+    ],
+)
+def test_results_go_to_the_brokers_server_unless_configured(
+    broker: str, expected: str
+) -> None:
+    app = App("defaults", broker=broker)
+    assert app.result_backend_url == expected
+    app.conf.update(result_backend="redis://other/2")
+    assert app.result_backend_url == "redis://other/2"
+
+
+def test_without_a_broker_results_use_the_embedded_sqlite_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUEUE_HOME", str(tmp_path))
+    app = App("embedded")
+    assert app.result_backend_url == f"sqlite:///{tmp_path / 'embedded' / 'results.db'}"
+    assert app.uses_embedded_default
+    broker_only = App("sqlite-broker", broker=f"sqlite:///{tmp_path / 'b.db'}")
+    assert broker_only.result_backend_url.endswith("sqlite-broker/results.db")

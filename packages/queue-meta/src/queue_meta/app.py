@@ -95,6 +95,12 @@ def user_data_dir() -> Path:
     return Path(base or Path.home() / ".local" / "share") / "queue-meta"
 
 
+#: Broker schemes whose server also keeps results when no result_backend is set.
+_SAME_SERVER_RESULTS = frozenset(
+    {"redis", "rediss", "memory", "postgresql", "postgres", "mysql", "mariadb"}
+)  # fmt: skip
+
+
 class App:
     """A queue-meta application.
 
@@ -197,16 +203,35 @@ class App:
 
     @property
     def result_backend_url(self) -> str:
-        """The result backend URL: the setting, or the embedded SQLite file."""
+        """The result backend URL: the setting, else where the broker is.
+
+        With no ``result_backend``, results go to the broker's own server so
+        that clients and workers on other machines see them: the same Redis
+        or SQL database, ``rpc://`` (reply messages) on RabbitMQ, the memory
+        store with ``memory://``; with no broker either (or another kind of
+        broker URL, SQLite included: one file would serialize claims and result
+        writes), to the embedded SQLite file under :attr:`home`.
+        """
         url = self.conf.result_backend
         if url:
             return str(url)
+        broker = self.conf.broker_url
+        if broker:
+            scheme, _, rest = str(broker).partition("://")
+            if scheme in _SAME_SERVER_RESULTS:
+                return str(broker)
+            if scheme.startswith("sqlalchemy+"):
+                return f"{scheme.removeprefix('sqlalchemy+')}://{rest}"
+            if scheme in ("amqp", "amqps", "pyamqp"):
+                return "rpc://"
         return f"sqlite:///{self.home / 'results.db'}"
 
     @property
     def uses_embedded_default(self) -> bool:
         """Whether the broker or backend is the embedded SQLite default."""
-        return not self.conf.broker_url or not self.conf.result_backend
+        return not self.conf.broker_url or self.result_backend_url == (
+            f"sqlite:///{self.home / 'results.db'}"
+        )
 
     # -- tasks -----------------------------------------------------------------------
 
@@ -400,7 +425,7 @@ class App:
             return RPCBackend(self)
         import resultstores
 
-        if url.startswith("sqlite:///") and not conf.result_backend:
+        if url == f"sqlite:///{self.home / 'results.db'}":
             self.home.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = dict(conf.result_backend_transport_options)
         options.setdefault("serializer", conf.result_serializer)
