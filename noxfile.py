@@ -345,6 +345,9 @@ def bench(session: nox.Session) -> None:
             session.log(f"{package} has no benchmarks yet")
             continue
         session.install(*_group(package, "tests"))
+        if package == "queue-meta":
+            # Measured beside queue-meta in the same run; only this venv has it.
+            session.install("celery[redis]>=5.5,<5.8")
         _install_local(session, *_with_dependencies(package))
         for script in scripts:
             session.run("python", str(script), *args)

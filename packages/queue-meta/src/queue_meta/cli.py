@@ -1,7 +1,7 @@
 """The ``queue`` command line (also ``python -m queue_meta``).
 
 ``queue -A proj worker -l info``, ``queue call proj.add --args '[1, 2]'``,
-``queue result <id> --wait``, ``queue purge -f``, ``queue --version``.
+``queue result <id> --wait``, ``queue purge -f``, ``queue bench``, ``queue --version``.
 ``inspect``, ``control``, ``status`` and ``events`` arrive with events and
 remote control. Errors are one line on stderr and a non-zero exit status,
 never a traceback.
@@ -327,6 +327,12 @@ def _cmd_purge(options: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(options: argparse.Namespace) -> int:
+    from .bench import run
+
+    return run(options)
+
+
 def _add_app(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
         "-A", "--app", default=default,
@@ -398,6 +404,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("-f", "--force", action="store_true", help="do not ask")
     purge.set_defaults(handler=_cmd_purge)
+
+    bench = commands.add_parser("bench", help="measure no-op tasks on a broker")
+    bench.add_argument(
+        "--broker", default="redis://127.0.0.1:6379/0",
+        help="broker URL (default: redis://127.0.0.1:6379/0)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--backend", help="result store of the round trip (default: the broker's "
+        "Redis, rpc:// on AMQP)",
+    )  # fmt: skip
+    bench.add_argument("--tasks", type=_positive_int, default=20_000, help="per figure")
+    bench.add_argument(
+        "--pools", default="solo,threads,prefork,asyncio", help="comma-separated"
+    )
+    bench.add_argument(
+        "--concurrency", type=_positive_int, default=2, help="prefork/threads size"
+    )
+    bench.add_argument(
+        "--latency", type=_natural, default=1000, help="timed round trips"
+    )
+    bench.add_argument(
+        "--repeat", type=_positive_int, default=1, help="runs; the best is shown"
+    )
+    bench.add_argument("--json", action="store_true", help="machine-readable output")
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 
