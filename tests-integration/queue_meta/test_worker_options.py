@@ -167,3 +167,34 @@ def test_sigint_is_a_warm_shutdown_too(e2e: EndToEnd) -> None:
         worker.signal(signal.SIGINT)
         assert worker.proc.wait(timeout=10) == 0
         assert worker.lines("warm shutdown")
+
+
+def test_heartbeat_file_is_a_liveness_probe(e2e: EndToEnd) -> None:
+    beat = e2e.home / "worker.alive"
+    with e2e.worker(TASKS, "--heartbeat-file", str(beat)) as worker:
+        time.sleep(1.2)
+        alive = e2e.cli("status", "--local", "--heartbeat-file", str(beat))
+        assert alive.returncode == 0, alive.stdout + alive.stderr
+        assert alive.stdout.startswith("ok: ")
+        assert str(worker.proc.pid) in alive.stdout
+        # A worker that stops coming back from the broker (here: stopped by
+        # SIGSTOP) goes stale, and the probe says so with a non-zero status.
+        worker.signal(signal.SIGSTOP)
+        try:
+            time.sleep(2.5)
+            stale = e2e.cli(
+                "status", "--local", "--heartbeat-file", str(beat), "--max-age", "2"
+            )
+        finally:
+            worker.signal(signal.SIGCONT)
+        assert stale.returncode == 1
+        assert stale.stdout.startswith("stale: ")
+        worker.wait_for_log("ready")  # still fine after SIGCONT
+    assert not beat.exists(), "the heartbeat file goes with the worker"
+    gone = e2e.cli("status", "--local", "--heartbeat-file", str(beat))
+    assert gone.returncode == 1
+    assert "not running" in gone.stdout
+    cluster = e2e.cli("status")
+    assert cluster.returncode != 0
+    assert "--local" in cluster.stderr
+    assert "Traceback" not in cluster.stderr

@@ -208,6 +208,7 @@ def _cmd_worker(options: argparse.Namespace) -> int:
         time_limit=options.time_limit,
         soft_time_limit=options.soft_time_limit,
         statedb=options.statedb,
+        heartbeat_file=options.heartbeat_file,
     )
     pidfile = options.pidfile
     if pidfile:
@@ -222,6 +223,27 @@ def _cmd_worker(options: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 os.unlink(pidfile)
     return 0
+
+
+def _cmd_status(options: argparse.Namespace) -> int:
+    from .worker import check_heartbeat
+
+    if not options.local:
+        raise CommandError(
+            "cluster-wide status comes with events and remote control; for a "
+            "worker on this machine use: queue status --local --heartbeat-file PATH"
+        )
+    path = options.heartbeat_file
+    if not path and options.app:
+        path = load_app(options.app).conf.worker_heartbeat_file
+    if not path:
+        raise CommandError(
+            "give --heartbeat-file PATH (the worker's --heartbeat-file), or -A APP "
+            "with the worker_heartbeat_file setting"
+        )
+    alive, line = check_heartbeat(str(path), options.max_age)
+    print(line)
+    return 0 if alive else 1
 
 
 def _write_pidfile(path: str) -> None:
@@ -377,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--statedb", help="file keeping revoked ids across restarts")
     worker.add_argument("--pidfile", help="write the pid here; refuse if one runs")
     worker.add_argument("--logfile", help="log to this file instead of stderr")
+    worker.add_argument(
+        "--heartbeat-file",
+        help="liveness probe: rewrite this file every second while consuming",
+    )
     worker.set_defaults(handler=_cmd_worker)
 
     call = commands.add_parser("call", help="send a task by name; prints its id")
@@ -404,6 +430,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("-f", "--force", action="store_true", help="do not ask")
     purge.set_defaults(handler=_cmd_purge)
+
+    status = commands.add_parser(
+        "status", help="is a worker alive? (--local: its heartbeat file)"
+    )
+    _add_app(status, argparse.SUPPRESS)
+    status.add_argument(
+        "--local", action="store_true",
+        help="check a worker on this machine through its heartbeat file",
+    )  # fmt: skip
+    status.add_argument(
+        "--heartbeat-file", help="the worker's --heartbeat-file (default: the "
+        "app's worker_heartbeat_file setting)",
+    )  # fmt: skip
+    status.add_argument(
+        "--max-age", type=_seconds, default=30.0,
+        help="seconds after which a heartbeat is stale (default 30)",
+    )  # fmt: skip
+    status.set_defaults(handler=_cmd_status)
 
     bench = commands.add_parser("bench", help="measure no-op tasks on a broker")
     bench.add_argument(

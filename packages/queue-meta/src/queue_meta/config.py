@@ -1196,6 +1196,13 @@ class Settings:
     worker_hostname: _Field[str | None] = _Field(
         _Str(nullable=True), None, "Node name of the worker; None: name@host."
     )
+    worker_heartbeat_file: _Field[str | None] = _Field(
+        _Path(),
+        None,
+        "Liveness probe: the worker rewrites this JSON file (time, pid, hostname, "
+        "counters) every second while its consume loop runs; `queue status "
+        "--local` checks it. None: no file.",
+    )
     worker_disable_rate_limits: _Field[bool] = _Field(
         _Bool(), False, "Ignore all rate limits."
     )

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from queue_meta.task import Task
     from transports import Consumer, Delivery
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "check_heartbeat"]
 
 logger = logging.getLogger("queue_meta.worker")
 
@@ -118,6 +118,8 @@ class Worker:
         time_limit: Hard time limit for every task, seconds.
         soft_time_limit: Soft time limit for every task, seconds.
         statedb: File keeping revoked task ids across restarts.
+        heartbeat_file: Liveness file rewritten every second by the consume
+            loop (see :func:`check_heartbeat`).
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class Worker:
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         statedb: str | None = None,
+        heartbeat_file: str | None = None,
     ) -> None:
         conf = app.conf
         self.app = app
@@ -172,6 +175,8 @@ class Worker:
         self.time_limit = time_limit
         self.soft_time_limit = soft_time_limit
         self.statedb = statedb or conf.worker_state_db
+        self.heartbeat_file = heartbeat_file or conf.worker_heartbeat_file
+        self._last_beat = 0.0
         self.app_ref = _app_reference(app)
         self.pool: Pool | None = None
         self.consumer: Consumer | None = None
@@ -306,6 +311,9 @@ class Worker:
         if consumer is not None:
             consumer.close(requeue=not cold)
         self._save_state()
+        if self.heartbeat_file:
+            with contextlib.suppress(OSError):
+                os.unlink(self.heartbeat_file)
         signals.worker_shutdown.send(sender=self)
         set_worker_app(None)
         logger.info(
@@ -321,6 +329,8 @@ class Worker:
         while not self._stopping.is_set():
             wait = self._run_timers()
             batch = consumer.fetch(timeout=min(wait, 1.0))
+            if self.heartbeat_file:
+                self._beat()
             for delivery in batch:
                 if delivery.queue == self._control_queue:
                     self._on_control(delivery)
@@ -891,6 +901,30 @@ class Worker:
         except OSError as exc:
             logger.warning("could not save state file %s: %s", path, exc)
 
+    # -- liveness --------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        """Rewrite the heartbeat file, at most once a second (after a fetch)."""
+        now = time.monotonic()
+        if now - self._last_beat < 1.0:
+            return
+        self._last_beat = now
+        path = str(self.heartbeat_file)
+        record = {
+            "time": time.time(),
+            "pid": os.getpid(),
+            "hostname": self.hostname,
+            "processed": self.processed,
+            "failed": self.failed,
+            "active": len(self.active),
+        }
+        try:
+            with open(path + ".tmp", "w") as out:
+                json.dump(record, out)
+            os.replace(path + ".tmp", path)
+        except OSError as exc:
+            logger.warning("could not write the heartbeat file %s: %s", path, exc)
+
     # -- autoscale -------------------------------------------------------------------
 
     def _autoscale(self) -> None:
@@ -935,3 +969,27 @@ def _process_init(app_ref: str) -> None:
     except Exception:
         logger.exception("pool process could not load app %s", app_ref)
     signals.worker_process_init.send(sender=None)
+
+
+def check_heartbeat(path: str, max_age: float = 30.0) -> tuple[bool, str]:
+    """Read a worker's heartbeat file; return (alive, one line saying why).
+
+    Alive means the file was rewritten less than *max_age* seconds ago: the
+    worker's consume loop came back from the broker that recently.
+    """
+    try:
+        with open(path) as source:
+            record = json.load(source)
+        age = time.time() - float(record["time"])
+    except FileNotFoundError:
+        return False, f"no heartbeat file at {path}: the worker is not running"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return False, f"unreadable heartbeat file {path}: {exc}"
+    who = f"{record.get('hostname')} (pid {record.get('pid')})"
+    counts = f"{record.get('processed')} processed, {record.get('active')} running"
+    if age > max_age:
+        return False, (
+            f"stale: {who} last came back from the broker {age:.1f} s ago "
+            f"(more than {max_age:g} s); {counts}"
+        )
+    return True, f"ok: {who} consume loop alive {age:.1f} s ago; {counts}"
