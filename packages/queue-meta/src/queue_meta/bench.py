@@ -683,8 +683,14 @@ def run(options: argparse.Namespace) -> int:
                         details=details,
                     )
                 )
-        finally:
-            target.close()
+        except Exception as exc:
+            # Deleting the queue may fail the same way: report the first error.
+            with contextlib.suppress(Exception):
+                target.close()
+            if isinstance(exc, CommandError):
+                raise
+            raise BenchError(f"{type(exc).__name__}: {exc}") from None
+        target.close()
     figures = best(runs)
     if options.json:
         report = {
