@@ -316,10 +316,11 @@ def publish_retry_policy(
         return RetryPolicy(max_retries=0)
     base = conf.task_publish_retry_policy
     if not policy:
-        key = tuple(base.get(name) for name in _POLICY_KEYS)
+        key = tuple(base[name] for name in _POLICY_KEYS)
         cached = app._retry_policies.get(key)
         if cached is None:
-            cached = app._retry_policies[key] = RetryPolicy(*key)
+            cached = RetryPolicy(**dict(zip(_POLICY_KEYS, key, strict=True)))
+            app._retry_policies[key] = cached
         return cached
     if not isinstance(policy, Mapping):
         raise ValueError(
@@ -335,7 +336,7 @@ def publish_retry_policy(
         raise ValueError(f"unknown retry_policy key {unknown[0]!r}{hint}")
     merged = {**base, **policy}
     try:
-        return RetryPolicy(*(merged.get(name) for name in _POLICY_KEYS))
+        return RetryPolicy(**{name: merged[name] for name in _POLICY_KEYS})
     except ValueError as exc:
         raise ValueError(f"retry_policy: {exc}") from None
 

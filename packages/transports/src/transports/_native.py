@@ -113,11 +113,10 @@ class _HybridRLock:
         self._get_ident = original_get_ident()
 
     def _me(self) -> tuple[int, int]:
-        from greenlet import getcurrent
-
+        getcurrent = importlib.import_module("greenlet").getcurrent
         return (self._get_ident(), id(getcurrent()))
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float | None = -1) -> bool:
         me = self._me()
         if self._owner == me:
             self._count += 1

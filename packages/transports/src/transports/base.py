@@ -211,10 +211,9 @@ class RetryPolicy:
     interval_max: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.max_retries is not None and (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
+        count: object = self.max_retries
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 0
         ):
             raise ValueError(
                 f"RetryPolicy.max_retries must be an int >= 0 or None, got "
