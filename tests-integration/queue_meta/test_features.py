@@ -327,13 +327,20 @@ def test_unknown_task_is_rejected_and_the_worker_carries_on(e2e: EndToEnd) -> No
         # Garbage bytes pushed straight into the queue: one line, moved aside.
         _publish_raw(worker, b"\xff\x00 not a task", {}, {})
         worker.wait_for_log("cannot be used")
+        # A pickled task: the content type is not accepted (JSON only).
+        pickled = {"task": "e2e.add", "id": "pickled-1", "lang": "py"}
+        _publish_raw(
+            worker, b"\x80\x04N.", pickled,
+            {"content_type": "application/x-python-serialize"},
+        )  # fmt: skip
+        worker.wait_for_log("cannot be used", count=2)
         assert worker.module.add.delay(2, 2).get(timeout=10) == 4
         dead = f"{app.conf.task_default_queue}.dead"
-        assert len(worker.lines(f"moved to the dead-letter queue {dead!r}")) == 2
-        reasons = sorted(_drain_dead_letters(app, dead))
-        assert len(reasons) == 2
-        assert "no task header" in reasons[0] or "Error" in reasons[0]
-        assert reasons[1] == "unregistered task 'e2e.no_such_task'"
+        assert len(worker.lines(f"moved to the dead-letter queue {dead!r}")) == 3
+        reasons = _drain_dead_letters(app, dead)
+        assert len(reasons) == 3
+        assert "unregistered task 'e2e.no_such_task'" in reasons
+        assert any("x-python-serialize" in r or "pickle" in r for r in reasons)
 
 
 def _drain_dead_letters(app: Any, queue: str) -> list[str]:

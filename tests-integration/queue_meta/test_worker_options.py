@@ -198,3 +198,31 @@ def test_heartbeat_file_is_a_liveness_probe(e2e: EndToEnd) -> None:
     assert cluster.returncode != 0
     assert "--local" in cluster.stderr
     assert "Traceback" not in cluster.stderr
+
+
+def test_several_workers_share_the_embedded_files(e2e: EndToEnd) -> None:
+    with e2e.worker(TASKS, concurrency=1) as first:
+        module = first.module
+        with e2e.worker("", module=module, concurrency=1) as second:
+            second.wait_for_log("ready.")  # the first worker may answer the ping
+            results = [module.where.delay() for _ in range(40)]
+            pids = {r.get(timeout=20)["pid"] for r in results}
+            home = str(e2e.home / module.NAME)
+            assert home in first.log()
+            assert home in second.log()
+    # Both workers' children ran some of them (prefork -c 1 each).
+    assert len(pids) == 2, pids
+
+
+def test_cli_errors_are_one_line(e2e: EndToEnd) -> None:
+    missing = e2e.cli("-A", "no_such_module_here", "worker")
+    assert missing.returncode != 0
+    assert "no_such_module_here" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    name = e2e.write_module(TASKS, broker="redis://127.0.0.1:1/0")
+    unreachable = e2e.cli("worker", "-A", name, timeout=60)  # the other order
+    assert unreachable.returncode != 0
+    assert "Traceback" not in unreachable.stderr
+    assert "127.0.0.1:1" in unreachable.stderr
+    assert "unreachable" in unreachable.stderr or "refused" in unreachable.stderr
