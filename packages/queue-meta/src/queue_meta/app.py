@@ -224,13 +224,18 @@ class App:
                 return f"{scheme.removeprefix('sqlalchemy+')}://{rest}"
             if scheme in ("amqp", "amqps", "pyamqp"):
                 return "rpc://"
+        return self._embedded_results_url
+
+    @property
+    def _embedded_results_url(self) -> str:
         return f"sqlite:///{self.home / 'results.db'}"
 
     @property
     def uses_embedded_default(self) -> bool:
         """Whether the broker or backend is the embedded SQLite default."""
-        return not self.conf.broker_url or self.result_backend_url == (
-            f"sqlite:///{self.home / 'results.db'}"
+        return (
+            not self.conf.broker_url
+            or self.result_backend_url == self._embedded_results_url
         )
 
     # -- tasks -----------------------------------------------------------------------
@@ -425,7 +430,7 @@ class App:
             return RPCBackend(self)
         import resultstores
 
-        if url == f"sqlite:///{self.home / 'results.db'}":
+        if url == self._embedded_results_url:
             self.home.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = dict(conf.result_backend_transport_options)
         options.setdefault("serializer", conf.result_serializer)

@@ -189,15 +189,42 @@ def _reply_to(app: App) -> str:
     return reply_queue_for(app)
 
 
+def task_queue_entries(app: App) -> list[dict[str, Any]]:
+    """The ``task_queues`` setting with every entry as a dict (names become
+    ``{"name": name}``)."""
+    return [
+        {"name": item} if isinstance(item, str) else item
+        for item in app.conf.task_queues or ()
+    ]
+
+
 def queue_spec(app: App, name: str) -> dict[str, Any]:
     """The ``task_queues`` entry named *name* (``{"name": name}`` if none)."""
-    for item in app.conf.task_queues or ():
-        if isinstance(item, str):
-            if item == name:
-                return {"name": name}
-        elif item["name"] == name:
-            return item
+    for entry in task_queue_entries(app):
+        if entry["name"] == name:
+            return entry
     return {"name": name}
+
+
+def _bindings(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A queue entry's bindings: its ``exchange`` first, then ``bindings``.
+
+    Each is ``{"exchange", "routing_key", "exchange_type"}``; a missing
+    routing key or type is ``None``, the type defaulting to the entry's.
+    """
+    found = list(spec.get("bindings") or ())
+    if spec.get("exchange"):
+        found.insert(
+            0, {"exchange": spec["exchange"], "routing_key": spec.get("routing_key")}
+        )
+    return [
+        {
+            "exchange": binding["exchange"],
+            "routing_key": binding.get("routing_key"),
+            "exchange_type": binding.get("exchange_type") or spec.get("exchange_type"),
+        }
+        for binding in found
+    ]
 
 
 _ARGUMENTS = {  # Celery's queue_arguments -> our declare_queue options
@@ -231,32 +258,20 @@ def declare_queue(app: App, name: str) -> None:
             options[option] = spec[option]
     transport = app.transport
     transport.declare_queue(name, **options)
-    bindings = list(spec.get("bindings") or ())
-    if spec.get("exchange"):
-        bindings.insert(
-            0, {"exchange": spec["exchange"], "routing_key": spec.get("routing_key")}
-        )
-    for binding in bindings:
+    for binding in _bindings(spec):
         exchange = binding["exchange"]
-        kind = binding.get("exchange_type") or spec.get("exchange_type")
-        transport.declare_exchange(
-            exchange, kind or app.conf.task_default_exchange_type
-        )
-        routing_key = binding.get("routing_key")
+        kind = binding["exchange_type"] or app.conf.task_default_exchange_type
+        transport.declare_exchange(exchange, kind)
+        routing_key = binding["routing_key"]
         transport.bind(name, exchange, name if routing_key is None else routing_key)
     app._declared.add(key)
 
 
 def declare_exchange_queues(app: App, exchange: str) -> None:
     """Declare the ``task_queues`` bound to *exchange* (before publishing to it)."""
-    for item in app.conf.task_queues or ():
-        if isinstance(item, str):
-            continue
-        bound = item.get("exchange") == exchange or any(
-            b.get("exchange") == exchange for b in item.get("bindings") or ()
-        )
-        if bound:
-            declare_queue(app, item["name"])
+    for entry in task_queue_entries(app):
+        if any(b["exchange"] == exchange for b in _bindings(entry)):
+            declare_queue(app, entry["name"])
 
 
 def declare(app: App, prepared: Prepared) -> None:
@@ -281,13 +296,9 @@ def declare(app: App, prepared: Prepared) -> None:
 
 def _exchange_type(app: App, exchange: str) -> str:
     """The type ``task_queues`` gives *exchange*, else the default exchange type."""
-    for item in app.conf.task_queues or ():
-        if isinstance(item, str):
-            continue
-        if item.get("exchange") == exchange and item.get("exchange_type"):
-            return str(item["exchange_type"])
-        for binding in item.get("bindings") or ():
-            if binding.get("exchange") == exchange and binding.get("exchange_type"):
+    for entry in task_queue_entries(app):
+        for binding in _bindings(entry):
+            if binding["exchange"] == exchange and binding["exchange_type"]:
                 return str(binding["exchange_type"])
     return app.conf.task_default_exchange_type
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from queue_meta import signals, states
 from queue_meta.control import CONTROL_EXCHANGE
 from queue_meta.errors import NotRegisteredError, Retry
+from queue_meta.messaging import declare_queue, task_queue_entries
 
 from ._ratelimit import TokenBucket, parse_rate
 from ._trace import Outcome, execute, execute_async, set_worker_app
@@ -141,9 +142,7 @@ class Worker:
     ) -> None:
         conf = app.conf
         self.app = app
-        configured = [
-            q if isinstance(q, str) else q["name"] for q in conf.task_queues or ()
-        ]
+        configured = [entry["name"] for entry in task_queue_entries(app)]
         self.queues = list(queues or configured or [conf.task_default_queue])
         self.pool_kind = pool or conf.worker_pool
         if autoscale is not None:
@@ -287,8 +286,6 @@ class Worker:
 
     def _open_consumer(self) -> None:
         transport = self.app.transport
-        from queue_meta.messaging import declare_queue
-
         for name in self.queues:
             declare_queue(self.app, name)
         consumer = transport.consumer(self.queues, prefetch=self.prefetch)
@@ -426,7 +423,6 @@ class Worker:
         headers. Publishing before acknowledging means a crash in between
         leaves a duplicate in the dead-letter queue, never a lost message.
         """
-        from queue_meta.messaging import declare_queue
         from transports.base import DEATH_QUEUE, DEATH_REASON
 
         template = self.app.conf.task_dead_letter_queue
@@ -893,13 +889,7 @@ class Worker:
     def _save_state(self) -> None:
         if not self.statedb:
             return
-        path = Path(self.statedb)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps({"revoked": self.revoked}))
-            os.replace(tmp, path)
-        except OSError as exc:
-            logger.warning("could not save state file %s: %s", path, exc)
+        _replace_json(self.statedb, {"revoked": self.revoked}, "state file")
 
     # -- liveness --------------------------------------------------------------------
 
@@ -909,7 +899,6 @@ class Worker:
         if now - self._last_beat < 1.0:
             return
         self._last_beat = now
-        path = str(self.heartbeat_file)
         record = {
             "time": time.time(),
             "pid": os.getpid(),
@@ -918,12 +907,7 @@ class Worker:
             "failed": self.failed,
             "active": len(self.active),
         }
-        try:
-            with open(path + ".tmp", "w") as out:
-                json.dump(record, out)
-            os.replace(path + ".tmp", path)
-        except OSError as exc:
-            logger.warning("could not write the heartbeat file %s: %s", path, exc)
+        _replace_json(str(self.heartbeat_file), record, "heartbeat file")
 
     # -- autoscale -------------------------------------------------------------------
 
@@ -969,6 +953,18 @@ def _process_init(app_ref: str) -> None:
     except Exception:
         logger.exception("pool process could not load app %s", app_ref)
     signals.worker_process_init.send(sender=None)
+
+
+def _replace_json(path: str, record: object, what: str) -> None:
+    """Write *record* as JSON to *path* through a temporary file and a rename,
+    so a reader never sees half a file; log a warning if that fails."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w") as out:
+            json.dump(record, out)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("could not write the %s %s: %s", what, path, exc)
 
 
 def check_heartbeat(path: str, max_age: float = 30.0) -> tuple[bool, str]:
