@@ -226,3 +226,8 @@ def test_cli_errors_are_one_line(e2e: EndToEnd) -> None:
     assert "Traceback" not in unreachable.stderr
     assert "127.0.0.1:1" in unreachable.stderr
     assert "unreachable" in unreachable.stderr or "refused" in unreachable.stderr
+    good = e2e.write_module(TASKS)
+    nowhere = e2e.cli("-A", good, "worker", "--heartbeat-file", "/no/such/dir/alive")
+    assert nowhere.returncode != 0
+    assert "Traceback" not in nowhere.stderr
+    assert "cannot write the heartbeat file /no/such/dir/alive" in nowhere.stderr

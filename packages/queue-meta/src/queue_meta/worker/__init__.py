@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from queue_meta import signals, states
 from queue_meta.control import CONTROL_EXCHANGE
-from queue_meta.errors import NotRegisteredError, Retry
+from queue_meta.errors import ImproperlyConfiguredError, NotRegisteredError, Retry
 from queue_meta.messaging import declare_queue, task_queue_entries
 
 from ._ratelimit import TokenBucket, parse_rate
@@ -219,7 +219,19 @@ class Worker:
         return "\n".join(lines)
 
     def start(self) -> None:
-        """Run until :meth:`stop` (or a signal, in the main thread); blocks."""
+        """Run until :meth:`stop` (or a signal, in the main thread); blocks.
+
+        Raises:
+            ImproperlyConfiguredError: The heartbeat file cannot be written.
+        """
+        if self.heartbeat_file:
+            folder = os.path.dirname(os.path.abspath(self.heartbeat_file))
+            if not os.access(folder, os.W_OK):
+                raise ImproperlyConfiguredError(
+                    f"cannot write the heartbeat file {self.heartbeat_file}: "
+                    f"{folder} does not exist or is not writable; choose another "
+                    "--heartbeat-file"
+                )
         self._load_state()
         set_worker_app(self.app)
         self.app.import_modules()
