@@ -1,9 +1,9 @@
 """The ``queue`` command line (also ``python -m queue_meta``).
 
 ``queue -A proj worker -l info``, ``queue call proj.add --args '[1, 2]'``,
-``queue result <id> --wait``, ``queue purge -f``, ``queue bench``, ``queue --version``.
-``inspect``, ``control``, ``status`` and ``events`` arrive with events and
-remote control. Errors are one line on stderr and a non-zero exit status,
+``queue result <id> --wait``, ``queue purge -f``, ``queue status --local``,
+``queue bench``, ``queue --version``. ``inspect``, ``control``, cluster-wide
+``status`` and ``events`` arrive with events and remote control. Errors are one line on stderr and a non-zero exit status,
 never a traceback.
 
 For ``-P gevent`` and ``-P eventlet`` the standard library is monkey-patched
