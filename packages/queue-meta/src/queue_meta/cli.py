@@ -3,8 +3,8 @@
 ``queue -A proj worker -l info``, ``queue call proj.add --args '[1, 2]'``,
 ``queue result <id> --wait``, ``queue purge -f``, ``queue status --local``,
 ``queue bench``, ``queue --version``. ``inspect``, ``control``, cluster-wide
-``status`` and ``events`` arrive with events and remote control. Errors are one line on stderr and a non-zero exit status,
-never a traceback.
+``status`` and ``events`` arrive with events and remote control. Errors are
+one line on stderr and a non-zero exit status, never a traceback.
 
 For ``-P gevent`` and ``-P eventlet`` the standard library is monkey-patched
 before queue-meta's broker code or the user's app is imported.
