@@ -432,6 +432,23 @@ class TestShutdown:
                 future.result(5)
         assert wait_until(lambda: not [pid for pid in processes if exists(pid)], 5)
 
+    def test_a_cold_shutdown_after_a_warm_one_stops_the_running_calls(self) -> None:
+        pool = create_pool("prefork", size=1)
+        running = pool.submit(h.sleep_then, 30)
+        assert wait_until(lambda: pool.stats().busy == 1, 10)
+        processes = descendants(os.getpid())
+        waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True})
+        waiter.start()  # the warm shutdown waits for the running call ...
+        time.sleep(0.2)
+        started = time.monotonic()
+        pool.shutdown(wait=False, cancel_futures=True)  # ... until a second signal
+        with pytest.raises(TerminatedError):
+            running.result(5)
+        waiter.join(5)
+        assert not waiter.is_alive()
+        assert time.monotonic() - started < 5
+        assert wait_until(lambda: not [pid for pid in processes if exists(pid)], 5)
+
     def test_shutdown_with_cancel_futures_waits_for_running_calls_only(self) -> None:
         pool = create_pool("prefork", size=1)
         running = pool.submit(h.sleep_then, 0.5, "done")

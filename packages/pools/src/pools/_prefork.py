@@ -267,6 +267,7 @@ class PreforkPool(Pool):
         self._processed = 0
         self._shutting_down = False
         self._cancel_on_shutdown = False
+        self._cold_shutdown = False
         self._finished = False
         self._broken: str | None = None
         self._respawn_at = 0.0
@@ -561,11 +562,15 @@ class PreforkPool(Pool):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the pool; see :meth:`Pool.shutdown`. No process outlives it."""
+        cold = not wait and cancel_futures
         with self._state_lock:
             first = not self._closed
             self._closed = True
-        if first:
-            cold = not wait and cancel_futures
+            # A cold shutdown after a warm one (a second signal) still stops
+            # the running calls at once.
+            escalate = cold and not first and not self._cold_shutdown
+            self._cold_shutdown = self._cold_shutdown or cold
+        if first or escalate:
             self._command(
                 lambda: self._begin_shutdown(cancel=cancel_futures, cold=cold)
             )
