@@ -352,6 +352,36 @@ def test_a_subscription_survives_client_kill(
             transport.ack_many(got)
 
 
+def test_a_claim_whose_reply_was_lost_returns_its_messages_at_once(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    """A connection that dies between a claim and its reply (CLIENT KILL under
+    load) leaves the claimed messages to the consumer: they come back at once,
+    once each, not after the lease (60 s)."""
+    with connect(redis_url, global_keyprefix=prefix) as transport:
+        transport.publish_many(Message("q", b"%d" % n) for n in range(3))
+        claim = transport._claim_script  # type: ignore[attr-defined]
+        lost: list[Any] = []
+
+        def claim_and_lose_the_reply(**options: Any) -> Any:
+            reply = claim(**options)
+            if not lost:
+                lost.append(reply)
+                raise redis.ConnectionError("Connection closed by server.")
+            return reply
+
+        transport._claim_script = claim_and_lose_the_reply  # type: ignore[attr-defined]
+        started = time.monotonic()
+        with transport.consumer(["q"], prefetch=3) as consumer:
+            got = collect(consumer, 3, timeout=10)
+            assert len(lost[0]) == 1 + 3 * 3  # the lost claim had taken all three
+            assert sorted(d.body for d in got) == [b"0", b"1", b"2"]
+            assert time.monotonic() - started < 5
+            assert collect(consumer, 1, timeout=0.5) == []
+            transport.ack_many(got)
+        assert raw.hlen(prefix + "unacked") == 0
+
+
 def test_the_sigkill_harness_loses_nothing(redis_url: str, prefix: str) -> None:
     report = run_sigkill_test(
         redis_url,

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import math
 import os
@@ -80,6 +81,7 @@ from .base import (
     Outgoing,
     QueueSpec,
     Transport,
+    keep_expiring,
 )
 from .errors import (
     DeclarationMismatchError,
@@ -114,6 +116,16 @@ logger = logging.getLogger(__name__)
 DELAY_LEVELS = 28
 #: The longest delay, in whole seconds (about 8.5 years).
 MAX_DELAY: int = 2**DELAY_LEVELS - 1
+#: Prefix of the streams that keep expiring sets (``Transport.remember``).
+SET_PREFIX = "qm.set."
+#: How those streams are declared: retention by age and size, in small
+#: segments so that retention can drop old entries early.
+SET_STREAM_ARGUMENTS = {
+    "x-queue-type": "stream",
+    "x-max-age": "1D",
+    "x-max-length-bytes": 20_000_000,
+    "x-stream-max-segment-size-bytes": 1_000_000,
+}
 #: Prefix of the delay levels' queues and exchanges.
 DELAY_PREFIX = "qm.delay."
 #: The topic exchange the last level dead-letters into; target queues bind to it.
@@ -552,6 +564,8 @@ class AMQPConsumer(Consumer):
     """
 
     transport: AMQPTransport
+    # _receive only reads the inbox; the I/O thread reports its connection.
+    _receive_link = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._inbox: deque[Delivery] = deque()
@@ -567,6 +581,11 @@ class AMQPConsumer(Consumer):
         self._missing: dict[str, float] = {}
         self._outstanding: set[int] = set()
         self._resync = True
+        self._qos = 0
+        # The prefetch applies to the whole channel, so that raising it while
+        # the consumer runs takes effect (a per-consumer one is fixed when
+        # consuming starts); RabbitMQ's unacked limit then covers every queue.
+        self._global_qos = True
         self._synced = _native.event()
         self._poked = False
         self._stopped = _native.event()
@@ -601,6 +620,21 @@ class AMQPConsumer(Consumer):
         with self._inbox_cond:
             self._woken = True
             self._inbox_cond.notify_all()
+
+    def _prefetch_changed(self) -> None:
+        self._poke()  # the I/O thread sends basic.qos
+
+    def _any_quorum(self) -> bool:
+        """Whether a queue consumed is a quorum queue (they refuse a channel-wide
+        prefetch, so the prefetch then stays as it was when consuming began)."""
+        transport = self.transport
+        default = transport.queue_type == "quorum"
+        with self._cond:
+            names = list(self._queues)
+        return any(
+            is_quorum(transport._queues.get(name, QueueSpec(name)), default)
+            for name in names
+        )
 
     def _queues_changed(self) -> None:
         self._synced.clear()
@@ -660,12 +694,7 @@ class AMQPConsumer(Consumer):
                 try:
                     self._service()
                 except transport.connection_errors as exc:
-                    logger.warning(
-                        "amqp transport %s: consumer connection lost (%s); "
-                        "reconnecting",
-                        transport.url,
-                        transport._scrub(exc),
-                    )
+                    transport._outage.lost(self._outage_link, exc)
                     self._drop()
                 except amqp_errors.ChannelError as exc:
                     logger.warning(
@@ -702,9 +731,14 @@ class AMQPConsumer(Consumer):
             with contextlib.suppress(BlockingIOError, OSError):
                 self._wake_r.recv(4096)
 
+    @property
+    def _outage_link(self) -> str:
+        return f"consumer {self.token}"
+
     def _disconnected(self, exc: BaseException, attempt: int) -> None:
         transport = self.transport
-        logger.warning(
+        transport._outage.lost(self._outage_link, exc)
+        logger.debug(
             "amqp transport %s: consumer cannot connect (%s); attempt %d",
             transport.url,
             transport._scrub(exc),
@@ -725,7 +759,9 @@ class AMQPConsumer(Consumer):
         connection = transport._connect("consumer")
         try:
             link = _Link(connection, confirms=False)
-            link.channel.basic_qos(0, self.prefetch, False)
+            self._qos = self.prefetch
+            self._global_qos = not self._any_quorum()
+            link.channel.basic_qos(0, self._qos, self._global_qos)
         except BaseException:
             with contextlib.suppress(Exception):
                 connection.collect()
@@ -736,7 +772,7 @@ class AMQPConsumer(Consumer):
         self._outstanding = set()
         self._resync = True
         if self._link_generation > 1:
-            logger.info("amqp transport %s: consumer reconnected", transport.url)
+            logger.debug("amqp transport %s: consumer reconnected", transport.url)
         for sub, name in list(self._subscriptions.items()):
             spec = transport._subscription_spec(name)
             link.channel.queue_declare(
@@ -746,6 +782,7 @@ class AMQPConsumer(Consumer):
                 arguments=queue_arguments(spec, False),
             )
             link.channel.queue_bind(name, sub.exchange, sub.routing_key)
+        transport._outage.back(self._outage_link)
 
     def _drop(self) -> None:
         """Forget the connection and every delivery received through it."""
@@ -763,6 +800,9 @@ class AMQPConsumer(Consumer):
         assert link is not None  # noqa: S101 - for mypy; _run opened it
         if self._resync or self._missing:
             self._sync_queues(link)
+        if self._qos != self.prefetch and self._global_qos:
+            self._qos = self.prefetch
+            link.channel.basic_qos(0, self._qos, True)
         if self._requests:
             self._send_settlements(link)
         heartbeat = link.connection.heartbeat or 0
@@ -880,6 +920,7 @@ class AMQPConsumer(Consumer):
             channel.basic_reject(tag, requeue)
 
     def _finish(self) -> None:
+        self.transport._outage.forget(self._outage_link)
         link, self._link = self._link, None
         if link is not None:
             with contextlib.suppress(Exception):
@@ -1015,6 +1056,7 @@ class AMQPTransport(Transport):
             quorum_queues=True,
             multiprocess=True,
             persistent=True,
+            expiring_sets=True,
         )
         self._lock = _native.rlock()
         self._link: _Link | None = None
@@ -1119,14 +1161,19 @@ class AMQPTransport(Transport):
                 try:
                     link = self._link
                     if link is None or self._closed:
+                        if link is None:
+                            self._reconnect_producer()
                         continue
                     try:
                         link.drain_ready()
                         link.connection.heartbeat_tick()
-                    except (*self.connection_errors, amqp_errors.ChannelError) as exc:
+                    except self.connection_errors as exc:
+                        self._outage.lost("commands", exc)
+                        self._drop_producer()
+                    except amqp_errors.ChannelError as exc:
                         logger.warning(
-                            "amqp transport %s: publishing connection lost (%s); "
-                            "reconnecting when next used",
+                            "amqp transport %s: publishing channel closed by RabbitMQ "
+                            "(%s); reconnecting",
                             self.url,
                             self._scrub(exc),
                         )
@@ -1135,6 +1182,21 @@ class AMQPTransport(Transport):
                     self._lock.release()
         finally:
             self._heart_running = False
+
+    def _reconnect_producer(self) -> None:
+        """Reconnect now, not when next used (the heart thread, holding the lock).
+
+        An idle worker is then ready to publish, and its outage ends (and
+        says so) without waiting for traffic.
+        """
+        if self._closed:
+            return
+        try:
+            self._producer()
+        except self.connection_errors as exc:
+            self._outage.lost("commands", exc)
+        else:
+            self._outage.back("commands")
 
     def _drop_producer(self) -> None:
         with self._lock:
@@ -1257,6 +1319,87 @@ class AMQPTransport(Transport):
                 return int(count)
         except amqp_errors.NotFound:
             return 0
+
+    # -- expiring sets ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _set_channel(self, name: str) -> Iterator[Any]:
+        """A channel of a short-lived connection, on which the stream of set
+        *name* exists (sets are rare, so they keep off the publishing link)."""
+        connection = self._connect("sets")
+        try:
+            channel = connection.Channel(connection, None, auto_decode=False)
+            channel.open()
+            channel.queue_declare(
+                SET_PREFIX + name, durable=True, auto_delete=False,
+                arguments=SET_STREAM_ARGUMENTS,
+            )  # fmt: skip
+            channel.confirm_select()
+            yield channel
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+            with contextlib.suppress(Exception):
+                connection.collect()
+
+    def _remember(
+        self, name: str, keys: list[str], expires_at: float, limit: int
+    ) -> None:
+        # A stream keeps what was appended for every reader; its retention
+        # (age and size) bounds it, and readers drop the expired entries.
+        body = json.dumps({"keys": keys, "expires_at": expires_at, "limit": limit})
+        with self._set_channel(name) as channel:
+            channel.basic_publish_confirm(
+                amqp.Message(body.encode(), content_type="application/json"),
+                exchange="", routing_key=SET_PREFIX + name,
+            )  # fmt: skip
+
+    def _recall(self, name: str) -> dict[str, float]:
+        # Append a marker, then read the stream from its start up to it.
+        marker = uuid.uuid4().hex
+        found: dict[str, float] = {}
+        limit = 2**31
+        seen = False
+
+        def on_message(message: Any) -> None:
+            nonlocal seen, limit
+            message.channel.basic_ack(message.delivery_tag)
+            try:
+                entry = json.loads(message.body)
+            except ValueError:
+                return
+            if not isinstance(entry, dict):
+                return
+            if entry.get("marker") == marker:
+                seen = True
+                return
+            at, keys = entry.get("expires_at"), entry.get("keys")
+            if isinstance(at, int | float) and isinstance(keys, list):
+                found.update(dict.fromkeys(map(str, keys), float(at)))
+                if isinstance(entry.get("limit"), int):
+                    limit = entry["limit"]
+
+        with self._set_channel(name) as channel:
+            channel.basic_publish(
+                amqp.Message(json.dumps({"marker": marker}).encode()),
+                exchange="", routing_key=SET_PREFIX + name,
+            )  # fmt: skip
+            channel.basic_qos(0, 1000, False)
+            channel.basic_consume(
+                SET_PREFIX + name, callback=on_message,
+                arguments={"x-stream-offset": "first"},
+            )  # fmt: skip
+            deadline = time.monotonic() + self.connect_timeout * 2
+            while not seen:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransportError(
+                        f"amqp transport {self.url}: reading the set {name!r} did "
+                        f"not reach its end within {self.connect_timeout * 2:g} s"
+                    )
+                with contextlib.suppress(socket.timeout):
+                    channel.connection.drain_events(timeout=remaining)
+        return keep_expiring(found, limit)
 
     # -- delayed delivery ------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from .base import (
     Outgoing,
     QueueSpec,
     Transport,
+    keep_expiring,
 )
 from .errors import DeclarationMismatchError, UnroutableError
 
@@ -113,6 +114,7 @@ class _Broker:
         self.queues: dict[str, _Queue] = {}
         self.exchanges: dict[str, ExchangeSpec] = {}
         self.bindings: dict[str, list[tuple[str, str]]] = {}
+        self.sets: dict[str, dict[str, float]] = {}
         self.seq = itertools.count(1)
 
     def queue(self, name: str) -> _Queue:
@@ -256,6 +258,7 @@ class MemoryTransport(Transport):
         quorum_queues=False,
         multiprocess=False,
         persistent=False,
+        expiring_sets=True,
     )
     consumer_class = MemoryConsumer
 
@@ -490,6 +493,18 @@ class MemoryTransport(Transport):
                 and stored.visible_at <= 0
                 and (stored.expires_at is None or stored.expires_at > now)
             )
+
+    def _remember(
+        self, name: str, keys: list[str], expires_at: float, limit: int
+    ) -> None:
+        with self._broker.cond:
+            found = self._broker.sets.setdefault(name, {})
+            found.update(dict.fromkeys(keys, expires_at))
+            self._broker.sets[name] = keep_expiring(found, limit)
+
+    def _recall(self, name: str) -> dict[str, float]:
+        with self._broker.cond:
+            return keep_expiring(self._broker.sets.get(name, {}), 2**31)
 
     def _close(self) -> None:
         """Nothing to release: the broker lives as long as the process."""

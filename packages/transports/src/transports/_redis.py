@@ -52,6 +52,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -107,6 +108,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between two Redis clock ticks at the default ``hz 10``: a blocking
+#: command's timeout ends on a tick, up to this much late.
+_SERVER_TICK = 0.1
 
 #: The envelope property holding a message's expiry (wall-clock seconds).
 EXPIRES_PROPERTY = "x-qm-expires-at"
@@ -481,6 +486,8 @@ class RedisConsumer(Consumer):
         self._woken = False
         self._rotation = 0
         self._stopping = False
+        #: The ``now`` of claims whose reply was lost with the connection.
+        self._lost_claims: list[str] = []
         super().__init__(*args, **kwargs)
 
     # -- receiving ---------------------------------------------------------------------
@@ -495,6 +502,8 @@ class RedisConsumer(Consumer):
             got = self._take_inbox(limit)
             if got:
                 return got
+            if self._lost_claims:
+                transport._recover_claims(self)
             due = None
             if real:
                 got, due = transport._claim(self, real, self._rotation, limit)
@@ -512,9 +521,16 @@ class RedisConsumer(Consumer):
                 wait = min(wait, max(0.0, due - time.time()) + 0.002)
             if wait < 0.005:
                 continue
+            if wait <= _SERVER_TICK:
+                # Redis ends a blocking call's timeout on its clock ticks (every
+                # 100 ms at the default hz 10), so a short wait would overrun by
+                # up to a tick: the worker's timers (rate limits, ETA) need it
+                # on time, so the last part of a wait is slept here.
+                time.sleep(wait)
+                continue
             keys = [transport._wake_key(q) for q in real]
             keys.append(transport._interrupt_key(self.token))
-            popped = transport._client.blpop(keys, timeout=wait)
+            popped = transport._client.blpop(keys, timeout=wait - _SERVER_TICK)
             if popped is not None and popped[0] == keys[-1]:
                 self._woken = False
                 if not self._inbox:
@@ -566,6 +582,7 @@ class RedisConsumer(Consumer):
             # listener would hand a connection that is still being read back to
             # the pool, where the next command waits for a reply it never gets.
             listener.join(timeout=2.0)
+        self.transport._outage.forget(f"broadcasts of {self.token}")
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
@@ -612,6 +629,8 @@ class RedisConsumer(Consumer):
     def _listen(self) -> None:
         """Read PUB/SUB messages into the inbox until the consumer stops."""
         attempt = 0
+        outage = self.transport._outage
+        link = f"broadcasts of {self.token}"
         while not self._finished():
             pubsub = self._pubsub
             if pubsub is None:
@@ -619,18 +638,24 @@ class RedisConsumer(Consumer):
             try:
                 message = pubsub.get_message(timeout=0.25)
                 attempt = 0
+                outage.back(link)
             except Exception as exc:  # noqa: BLE001 - any failure: reconnect and go on
                 if self._finished():
                     return
                 pause = min(0.05 * 2**attempt, 1.0)
                 attempt += 1
-                logger.warning(
-                    "%s transport %s: broadcast connection lost (%s); again in %.2f s",
-                    self.transport.name,
-                    self.transport.url,
-                    self.transport._scrub(exc),
-                    pause,
-                )
+                if isinstance(exc, self.transport.connection_errors):
+                    # redis-py reconnects and subscribes again on the next read.
+                    outage.lost(link, exc)
+                else:
+                    logger.warning(
+                        "%s transport %s: reading broadcasts failed (%s); again in "
+                        "%.2f s",
+                        self.transport.name,
+                        self.transport.url,
+                        self.transport._scrub(exc),
+                        pause,
+                    )
                 time.sleep(pause)
                 continue
             if message is None:
@@ -819,6 +844,7 @@ class RedisTransport(Transport):
             quorum_queues=False,
             multiprocess=True,
             persistent=False,
+            expiring_sets=True,
         )
         common: dict[str, Any] = {
             "socket_timeout": self.socket_timeout,
@@ -919,6 +945,7 @@ class RedisTransport(Transport):
         self._renew_script = self._client.register_script(_redis_lua.RENEW)
         self._sweep_script = self._client.register_script(_redis_lua.SWEEP)
         self._restore_script = self._client.register_script(_redis_lua.RESTORE)
+        self._lost_script = self._client.register_script(_redis_lua.LOST)
         self._declare_script = self._client.register_script(_redis_lua.DECLARE)
         self._specs: dict[str, tuple[QueueSpec | None, float]] = {}
         self._kinds: dict[str, str] = {}
@@ -966,6 +993,9 @@ class RedisTransport(Transport):
 
     def _heartbeat_key(self, token: str) -> bytes:
         return self._p + b"_qm.heartbeat." + token.encode()
+
+    def _set_key(self, name: str) -> bytes:
+        return self._p + b"_qm.set." + name.encode()
 
     def _spec_key(self, queue: str) -> bytes:
         return self._p + b"_qm.queue." + queue.encode()
@@ -1267,18 +1297,27 @@ class RedisTransport(Transport):
                 self._plans.clear()
             plan = self._plans[tuple(queues)] = (lists, [len(lists), *tail])
         lists, tail = plan
-        reply = self._claim_script(
-            client=self._client,
-            args=[
-                self._p,
-                consumer.token,
-                repr(now),
-                limit,
-                self._lease_text,
-                self._ttl_ms,
-                *tail,
-            ],
-        )
+        stamp = repr(now)
+        try:
+            reply = self._claim_script(
+                client=self._client,
+                args=[
+                    self._p,
+                    consumer.token,
+                    stamp,
+                    limit,
+                    self._lease_text,
+                    self._ttl_ms,
+                    *tail,
+                ],
+            )
+        except self.connection_errors:
+            # The claim may have run and only its reply been lost: its messages
+            # are ours, but unseen. The consumer returns them to their queues
+            # once it is connected again, instead of leaving them to the lease.
+            if isinstance(consumer, RedisConsumer):
+                consumer._lost_claims.append(stamp)
+            raise
         due = float(reply[0]) if reply[0] is not None else None
         deliveries: list[Delivery] = []
         bad: list[tuple[str, _Handle, int, str]] = []
@@ -1512,8 +1551,13 @@ class RedisTransport(Transport):
                             px=int(self.heartbeat_ttl * 1000),
                         )
                     pipe.execute()
+                    self._outage.back("commands")
                     self.sweep()
                     self.heartbeats += 1
+                except self.connection_errors as exc:
+                    if self._is_closed():
+                        return
+                    self._outage.lost("commands", exc)
                 except Exception as exc:  # noqa: BLE001 - keep beating through outages
                     if self._is_closed():
                         return
@@ -1549,6 +1593,36 @@ class RedisTransport(Transport):
             client=self._client,
             args=[self._p, repr(now), repr(self.unowned_timeout), repr(bound), limit],
         )
+        restored = self._restore_found(found)
+        if restored:
+            logger.info(
+                "%s transport %s: restored %d unacked deliveries of dead or expired "
+                "consumers",
+                self.name,
+                self.url,
+                restored,
+            )
+        return restored
+
+    def _recover_claims(self, consumer: RedisConsumer) -> None:
+        """Return the messages of claims whose reply was lost to their queues."""
+        lost = list(consumer._lost_claims)
+        found = self._lost_script(
+            client=self._client, args=[self._p, consumer.token, *lost]
+        )
+        restored = self._restore_found(found)
+        del consumer._lost_claims[: len(lost)]
+        if restored:
+            logger.info(
+                "%s transport %s: returned %d messages to their queues: the lost "
+                "connection took the reply of the claim that took them",
+                self.name,
+                self.url,
+                restored,
+            )
+
+    def _restore_found(self, found: list[Any]) -> int:
+        """Restore entries in :data:`SWEEP`'s format to their queues; count them."""
         if not found:
             return 0
         args: list[Any] = [self._p]
@@ -1595,16 +1669,7 @@ class RedisTransport(Transport):
                     data,
                     self._wake_key(queue),
                 )
-        restored = int(self._restore_script(args=args, client=self._client))
-        if restored:
-            logger.info(
-                "%s transport %s: restored %d unacked deliveries of dead or expired "
-                "consumers",
-                self.name,
-                self.url,
-                restored,
-            )
-        return restored
+        return int(self._restore_script(args=args, client=self._client))
 
     # -- broadcasts --------------------------------------------------------------------
 
@@ -1643,6 +1708,27 @@ class RedisTransport(Transport):
             self._broadcast_owners.pop(name, None)
 
     # -- queue management --------------------------------------------------------------
+
+    def _remember(
+        self, name: str, keys: list[str], expires_at: float, limit: int
+    ) -> None:
+        # A sorted set scored by expiry: drop the expired, then the ones
+        # expiring first beyond the limit; the key itself ends with its members.
+        key = self._set_key(name)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zadd(key, dict.fromkeys(keys, expires_at))
+        pipe.zremrangebyscore(key, "-inf", time.time())
+        pipe.zremrangebyrank(key, 0, -limit - 1)
+        pipe.zrange(key, -1, -1, withscores=True)
+        last = pipe.execute()[-1]
+        if last:
+            self._client.expireat(key, math.ceil(float(last[0][1])) + 1)
+
+    def _recall(self, name: str) -> dict[str, float]:
+        found = self._client.zrangebyscore(
+            self._set_key(name), time.time(), "+inf", withscores=True
+        )
+        return {member.decode(): float(score) for member, score in found}
 
     def _purge(self, queue: str) -> int:
         keys = self._list_keys(queue)

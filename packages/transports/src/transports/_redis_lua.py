@@ -24,7 +24,7 @@ Our extra keys, which Celery and kombu never read:
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "DECLARE", "RENEW", "RESTORE", "SETTLE", "SWEEP"]
+__all__ = ["CLAIM", "DECLARE", "LOST", "RENEW", "RESTORE", "SETTLE", "SWEEP"]
 
 # Shared prologue: key names from the prefix.
 _KEYS = """
@@ -261,6 +261,38 @@ for j = 1, #old, 2 do
     end
   elseif score < now - unowned then
     add(tag, '', old[j + 1])
+  end
+end
+return out
+"""
+)
+
+#: Find the deliveries of claims whose reply a lost connection took: those a
+#: consumer owns with the ``unacked_index`` score its claim gave them (the
+#: claim's ``now``; nothing else sets that score), which it never saw.
+#:
+#: ARGV: prefix, token, then the ``now`` of each lost claim. Returns
+#: :data:`SWEEP`'s ``[tag, unacked value, score, owner, ...]``, for
+#: :data:`RESTORE`.
+LOST = (
+    _KEYS
+    + """
+local token = ARGV[2]
+local lost = {}
+for i = 3, #ARGV do
+  lost[tonumber(ARGV[i])] = true
+end
+local out = {}
+for _, tag in ipairs(redis.call('SMEMBERS', P .. '_qm.owned.' .. token)) do
+  local score = redis.call('ZSCORE', index, tag)
+  if score and lost[tonumber(score)] and redis.call('HGET', owner, tag) == token then
+    local value = redis.call('HGET', unacked, tag)
+    if value then
+      out[#out + 1] = tag
+      out[#out + 1] = value
+      out[#out + 1] = score
+      out[#out + 1] = token
+    end
   end
 end
 return out

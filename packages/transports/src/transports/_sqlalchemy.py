@@ -18,7 +18,7 @@ URL forms:
 Options (keyword-only, besides the common ones of
 :class:`~transports.Transport`):
 
-- ``table_prefix``: prefix of the four tables (default ``"transports_"``):
+- ``table_prefix``: prefix of the five tables (default ``"transports_"``):
   ``messages``, ``queues``, ``exchanges``, ``bindings``.
 - ``create_tables``: create missing tables on connect (default true).
 - ``poll_interval``: seconds between two cheap change checks while a
@@ -290,6 +290,7 @@ class SQLAlchemyTransport(Transport):
         quorum_queues=False,
         multiprocess=True,
         persistent=True,
+        expiring_sets=True,
     )
     consumer_class = SQLAlchemyConsumer
     connection_errors = (exc.OperationalError, exc.InterfaceError)
@@ -471,6 +472,13 @@ class SQLAlchemyTransport(Transport):
             sa.Column("exchange", sa.String(_NAME), primary_key=True),
             sa.Column("queue", sa.String(_NAME), primary_key=True),
             sa.Column("routing_key", sa.String(_NAME), primary_key=True),
+        )
+        self._sets = sa.Table(
+            f"{prefix}sets",
+            metadata,
+            sa.Column("name", sa.String(_NAME), primary_key=True),
+            sa.Column("member", sa.String(_NAME), primary_key=True),
+            sa.Column("expires_at", sa.Double, nullable=False),
         )
         m = self._messages
         self._claim_columns = (
@@ -1389,6 +1397,47 @@ class SQLAlchemyTransport(Transport):
             )
         return int(result.rowcount)
 
+    def _remember(
+        self, name: str, keys: list[str], expires_at: float, limit: int
+    ) -> None:
+        t = self._sets
+        now = time.time()
+        with self._write() as connection:
+            connection.execute(
+                sa.delete(t).where(
+                    t.c.name == name,
+                    sa.or_(t.c.member.in_(keys), t.c.expires_at <= now),
+                )
+            )
+            connection.execute(
+                sa.insert(t),
+                [{"name": name, "member": k, "expires_at": expires_at} for k in keys],
+            )
+            count = connection.execute(
+                sa.select(sa.func.count()).where(t.c.name == name)
+            ).scalar_one()
+            if count > limit:  # drop the ones expiring first
+                cut = connection.execute(
+                    sa.select(t.c.expires_at)
+                    .where(t.c.name == name)
+                    .order_by(t.c.expires_at)
+                    .offset(count - limit)
+                    .limit(1)
+                ).scalar_one()
+                connection.execute(
+                    sa.delete(t).where(t.c.name == name, t.c.expires_at < cut)
+                )
+
+    def _recall(self, name: str) -> dict[str, float]:
+        t = self._sets
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(t.c.member, t.c.expires_at).where(
+                    t.c.name == name, t.c.expires_at > time.time()
+                )
+            ).all()
+        return {member: float(at) for member, at in rows}
+
     def _size(self, queue: str) -> int:
         m = self._messages
         now = time.time()
@@ -1403,7 +1452,7 @@ class SQLAlchemyTransport(Transport):
         return int(value)
 
     def drop_tables(self) -> None:
-        """Drop this transport's four tables (for tests and tear-down scripts).
+        """Drop this transport's five tables (for tests and tear-down scripts).
 
         Raises:
             TransportConnectionError: The database stayed unreachable.

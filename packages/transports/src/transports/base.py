@@ -105,6 +105,8 @@ class Capabilities:
         quorum_queues: ``declare_queue(..., quorum=True)`` is honoured.
         multiprocess: Several processes can share the broker (not ``memory://``).
         persistent: Messages survive a restart of the broker.
+        expiring_sets: :meth:`Transport.remember` keeps broker-side sets of
+            expiring keys that every process reads with :meth:`Transport.recall`.
     """
 
     priority_levels: int = 0
@@ -122,6 +124,7 @@ class Capabilities:
     quorum_queues: bool = False
     multiprocess: bool = True
     persistent: bool = True
+    expiring_sets: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +388,10 @@ class Delivery:
     def ack(self) -> None:
         """Acknowledge: the broker forgets the message.
 
+        On brokers with leases an ack that cannot reach the broker is kept and
+        sent by the consuming thread once it reconnected (the message comes
+        back only if its lease ends first).
+
         Raises:
             TransportConnectionError: The broker stayed unreachable; the message
                 will be delivered again.
@@ -483,6 +490,9 @@ class _LeaseKeeper:
         for consumer in consumers:
             try:
                 consumer._renew_all()
+            except TransportConnectionError as exc:
+                # The outage was logged once already; the next round retries.
+                logger.debug("renewing leases of %r failed: %s", consumer, exc)
             except Exception:
                 logger.exception(
                     "%s transport %s: renewing leases failed; they are retried in "
@@ -493,9 +503,119 @@ class _LeaseKeeper:
                 )
         try:
             transport._housekeeping()
+        except TransportConnectionError as exc:
+            logger.debug("%s transport: housekeeping failed: %s", transport.name, exc)
         except Exception:
             logger.exception("%s transport: housekeeping failed", transport.name)
         self.renewals += 1
+
+
+class _Outage:
+    """Logs each loss of the broker connection once, and its end once.
+
+    A transport has several links to the broker (the connection commands
+    use, a consumer's own connection, a pub/sub listener), and each notices
+    an outage on its own, when it is next used. Each link calls :meth:`lost`
+    on every failed attempt and :meth:`back` once it works again. The first
+    loss logs a warning, the recovery of the last link an info line, the
+    rest is debug. A loss noticed within :attr:`GRACE` seconds of a recovery
+    by a link that was not down in that outage is the same outage, seen late
+    by a link that was idle: it stays quiet unless it lasts longer than that,
+    or a link that recovered from that outage fails again (a new outage).
+    """
+
+    #: Seconds after a recovery in which a new loss counts as the same outage.
+    GRACE = 5.0
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = weakref.ref(transport)
+        self._lock = threading.Lock()
+        self._down: set[str] = set()
+        self._seen: set[str] = set()
+        self._since = 0.0
+        self._loud = False
+        self._recovered = -math.inf
+        #: How many outages were logged (a warning each).
+        self.count = 0
+
+    @property
+    def active(self) -> bool:
+        """Some link lost its connection and has not reconnected yet."""
+        return bool(self._down)
+
+    def lost(self, link: str, exc: BaseException) -> None:
+        """*link* failed with *exc* and is reconnecting."""
+        now = time.monotonic()
+        with self._lock:
+            fresh = link not in self._down  # not a retry of a link already down
+            if not self._down:
+                self._since = now
+                self._loud = False
+            warn = False
+            if not self._loud:
+                warn = (
+                    fresh
+                    and (link in self._seen or now - self._recovered >= self.GRACE)
+                ) or now - self._since >= self.GRACE
+                if warn:
+                    self._loud = True
+                    self._seen = set(self._down)
+            self._down.add(link)
+            self._seen.add(link)
+            if warn:
+                self.count += 1
+        transport = self._transport()
+        if transport is None:
+            return
+        reason = transport._scrub(exc)
+        if warn:
+            logger.warning(
+                "%s transport: lost the connection to %s: %s; reconnecting",
+                transport.name,
+                transport.url,
+                reason.rstrip("."),
+            )
+        else:
+            logger.debug(
+                "%s transport %s: %s lost its connection (%s); reconnecting",
+                transport.name,
+                transport.url,
+                link,
+                reason,
+            )
+
+    def back(self, link: str) -> None:
+        """*link* works again (cheap when it never failed)."""
+        if link not in self._down:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if link not in self._down:
+                return
+            self._down.discard(link)
+            if self._down:
+                return
+            self._recovered = now
+            loud, took = self._loud, now - self._since
+        transport = self._transport()
+        if transport is None:
+            return
+        if loud:
+            logger.info(
+                "%s transport: reconnected to %s after %.1f s",
+                transport.name,
+                transport.url,
+                took,
+            )
+        else:
+            logger.debug(
+                "%s transport %s: %s reconnected", transport.name, transport.url, link
+            )
+
+    def forget(self, link: str) -> None:
+        """*link* is gone (its consumer closed): stop waiting for it."""
+        with self._lock:
+            self._down.discard(link)
 
 
 class Consumer(ABC):
@@ -506,6 +626,10 @@ class Consumer(ABC):
     waiting without busy-polling. Queues and subscriptions can be added and
     cancelled while it runs. A subclass implements :meth:`_receive`.
     """
+
+    #: The transport connection :meth:`_receive` uses, for the outage log
+    #: (``None``: a consumer connection that reports its own losses).
+    _receive_link: ClassVar[str | None] = "commands"
 
     def __init__(
         self,
@@ -526,7 +650,7 @@ class Consumer(ABC):
                 f"write [{queues!r}]"
             )
         self.transport = transport
-        self.prefetch = prefetch
+        self._prefetch = prefetch
         #: A random identity, used as the lease owner on lease-based brokers.
         self.token = uuid.uuid4().hex
         self._queues: list[str] = []
@@ -572,6 +696,23 @@ class Consumer(ABC):
         """The queues consumed, subscription queues included."""
         with self._cond:
             return tuple(self._queues)
+
+    @property
+    def prefetch(self) -> int:
+        """The most unacked deliveries at once; may be changed while consuming.
+
+        A worker raises it while it holds messages it cannot run yet (ETA,
+        rate limits), so that they do not block the others.
+        """
+        return self._prefetch
+
+    @prefetch.setter
+    def prefetch(self, value: int) -> None:
+        if not _is_int(value, 1):
+            raise ValueError(f"prefetch must be an int >= 1, got {value!r}")
+        if value != self._prefetch:
+            self._prefetch = value
+            self._prefetch_changed()
 
     @property
     def unacked(self) -> int:
@@ -629,8 +770,9 @@ class Consumer(ABC):
             limit = room if max_count is None else min(room, max_count)
             remaining = max(0.0, deadline - time.monotonic())
             received = self.transport._retrying(
-                "receive", self._receive, queues, limit, remaining
-            )
+                "receive", self._receive, queues, limit, remaining,
+                link=self._receive_link,
+            )  # fmt: skip
             if received:
                 with self._cond:
                     for delivery in received:
@@ -783,6 +925,9 @@ class Consumer(ABC):
     def _wake(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Interrupt a :meth:`_receive` blocked in another thread (optional)."""
 
+    def _prefetch_changed(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Tell the broker the new :attr:`prefetch` (where it enforces one)."""
+
     def _queues_changed(self) -> None:  # noqa: B027 - optional hook, empty by default
         """React to :meth:`add_queue`/:meth:`cancel_queue` (e.g. basic.consume)."""
 
@@ -852,18 +997,39 @@ class Consumer(ABC):
                 self._pending.append((live, outcome))
             self._wake()
             return
-        self.transport._retrying("settle", self.transport._settle, self, live, outcome)
+        try:
+            self.transport._retrying(
+                "settle", self.transport._settle, self, live, outcome
+            )
+        except TransportConnectionError:
+            if not self.transport.capabilities.leases or self._closed:
+                raise
+            # A leased delivery outlives its connection: the consuming thread
+            # sends the settlement once reconnected, instead of the message
+            # coming back (and running again) when its lease ends.
+            logger.debug("%s of %d deliveries kept for later", outcome, len(live))
+            with self._cond:
+                self._pending.append((live, outcome))
+            self._wake()
 
     def _flush_pending(self) -> None:
-        """Send settlements handed over by other threads (I/O-thread transports)."""
+        """Send settlements handed over by other threads or kept over an outage."""
         if not self._pending:
             return
         with self._cond:
             pending, self._pending = self._pending, []
-        for deliveries, outcome in pending:
-            self.transport._retrying(
-                "settle", self.transport._settle, self, deliveries, outcome
-            )
+        for index, (deliveries, outcome) in enumerate(pending):
+            live = [d for d in deliveries if d._generation == self._generation]
+            if not live:
+                continue
+            try:
+                self.transport._retrying(
+                    "settle", self.transport._settle, self, live, outcome
+                )
+            except TransportConnectionError:
+                with self._cond:
+                    self._pending[:0] = pending[index:]
+                raise
 
     def _extend(self, delivery: Delivery, seconds: float) -> None:
         if delivery._settled is not None or delivery._generation != self._generation:
@@ -899,7 +1065,8 @@ class Consumer(ABC):
             self._buffer.clear()
             self._cond.notify_all()
         if dropped:
-            logger.warning(
+            # Part of an outage the transport warned about already.
+            logger.info(
                 "%s transport %s: connection replaced; %d unacked deliveries will be "
                 "delivered again",
                 self.transport.name,
@@ -980,6 +1147,7 @@ class Transport(ABC):
         self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
         self._consumers_lock = threading.Lock()
         self._keeper: _LeaseKeeper | None = None
+        self._outage = _Outage(self)
 
     # -- context management -----------------------------------------------------------
 
@@ -1381,6 +1549,55 @@ class Transport(ABC):
         self._check_open()
         return self._retrying("size", self._size, queue)
 
+    def remember(
+        self, name: str, keys: Iterable[str], ttl: float, *, limit: int = 10_000
+    ) -> None:
+        """Keep *keys* in the broker-side set *name* for *ttl* seconds.
+
+        Every process of the broker reads the set with :meth:`recall` (a worker
+        that starts later learns which tasks were revoked). The set is bounded:
+        beyond *limit* keys the ones expiring first are dropped. Adding a key
+        again moves its expiry.
+
+        Raises:
+            ValueError: A bad name, ttl or limit.
+            TransportError: The transport keeps no sets (``expiring_sets``).
+            TransportConnectionError: The broker stayed unreachable.
+        """
+        check_name("a set name", name)
+        seconds = check_seconds("ttl", ttl, positive=True, allow_none=False)
+        assert seconds is not None  # noqa: S101 - for mypy; refused None above
+        if not _is_int(limit, 1):
+            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        items = [check_name("a set key", key) for key in keys]
+        if not items:
+            return
+        self._check_sets()
+        self._retrying(
+            "remember", self._remember, name, items, time.time() + seconds, limit
+        )
+
+    def recall(self, name: str) -> dict[str, float]:
+        """Return the unexpired keys of the set *name* with their expiry times.
+
+        Expiry times are wall-clock (``time.time()``); an unknown set is empty.
+
+        Raises:
+            TransportError: The transport keeps no sets (``expiring_sets``).
+            TransportConnectionError: The broker stayed unreachable.
+        """
+        check_name("a set name", name)
+        self._check_sets()
+        return self._retrying("recall", self._recall, name)
+
+    def _check_sets(self) -> None:
+        self._check_open()
+        if not self.capabilities.expiring_sets:
+            raise TransportError(
+                f"the {self.name} transport keeps no broker-side sets "
+                "(capabilities.expiring_sets is False)"
+            )
+
     def close(self) -> None:
         """Close every consumer (returning unsettled deliveries), then disconnect."""
         if self._closed:
@@ -1453,6 +1670,19 @@ class Transport(ABC):
         ``extended_until`` if it is later.
         """
 
+    def _remember(
+        self, name: str, keys: list[str], expires_at: float, limit: int
+    ) -> None:
+        """Store *keys* in set *name* until *expires_at*; keep at most *limit*.
+
+        Transports with ``expiring_sets`` override this and :meth:`_recall`.
+        """
+        raise TransportError(f"the {self.name} transport keeps no sets")
+
+    def _recall(self, name: str) -> dict[str, float]:
+        """The unexpired keys of set *name* and their expiry times."""
+        raise TransportError(f"the {self.name} transport keeps no sets")
+
     def _housekeeping(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Periodic upkeep run by the lease keeper (e.g. removing expired queues)."""
 
@@ -1519,6 +1749,7 @@ class Transport(ABC):
         self._keeper = None
         self._consumers = weakref.WeakSet()
         self._consumers_lock = threading.Lock()
+        self._outage = _Outage(self)
 
     def _retrying(
         self,
@@ -1526,10 +1757,13 @@ class Transport(ABC):
         func: Callable[..., _T],
         *args: Any,
         policy: RetryPolicy | None = None,
+        link: str | None = "commands",
     ) -> _T:
         """Run *func*, retrying :attr:`connection_errors` with bounded backoff.
 
-        *policy* replaces the transport's ``max_retries`` and backoff.
+        *policy* replaces the transport's ``max_retries`` and backoff. *link*
+        names the connection *func* uses, for the outage log (``None``: one
+        that reports its own losses and recoveries).
 
         Raises:
             TransportConnectionError: Every attempt lost the connection.
@@ -1538,10 +1772,12 @@ class Transport(ABC):
         attempt = 0
         while True:
             try:
-                return func(*args)
+                result = func(*args)
             except self._retryable() as exc:
                 if self._closed:
                     raise TransportClosedError(f"{self!r} is closed") from exc
+                if link is not None:
+                    self._outage.lost(link, exc)
                 if limit is not None and attempt >= limit:
                     raise TransportConnectionError(
                         f"{self.name} broker at {self.url} is unreachable: {operation} "
@@ -1553,7 +1789,8 @@ class Transport(ABC):
                 else:
                     pause = policy.pause(attempt)
                 attempt += 1
-                logger.warning(
+                # One warning per outage comes from _outage; not one per retry.
+                logger.debug(
                     "%s transport %s: %s lost the connection (%s); retry %d/%s "
                     "in %.2f s",
                     self.name,
@@ -1566,6 +1803,10 @@ class Transport(ABC):
                 )
                 self._on_connection_error(exc)
                 time.sleep(pause)
+            else:
+                if link is not None:
+                    self._outage.back(link)
+                return result
 
     def _retryable(self) -> tuple[type[BaseException], ...]:
         """The exceptions :meth:`_retrying` retries (:attr:`connection_errors`)."""
@@ -1580,6 +1821,17 @@ class Transport(ABC):
         lines = str(cause).strip().splitlines() or [""]
         text = mask_text(f"{type(cause).__name__}: {lines[0]}", self._secrets)
         return text if len(text) <= 300 else text[:297] + "..."
+
+
+def keep_expiring(
+    current: dict[str, float], limit: int, now: float | None = None
+) -> dict[str, float]:
+    """*current* without expired keys, cut to the *limit* expiring last."""
+    now = time.time() if now is None else now
+    alive = {key: at for key, at in current.items() if at > now}
+    if len(alive) > limit:
+        alive = dict(sorted(alive.items(), key=lambda item: item[1])[-limit:])
+    return alive
 
 
 def to_float_error(where: str, name: str, value: object) -> Exception:

@@ -456,6 +456,30 @@ class TransportConformance:
             assert delay * 0.9 <= waited <= delay + 3
             transport.ack_many([*first, later])
 
+    def test_remembered_keys_are_recalled_until_they_expire(
+        self, transport: Transport
+    ) -> None:
+        self._skip_unless(transport, "expiring_sets")
+        # One set name for every run (a stream or table row stays behind on
+        # some brokers); the keys are fresh, so runs do not see each other's.
+        name = "transports-conformance"
+        short, kept, cut = unique_name("short"), unique_name("kept"), unique_name("cut")
+        transport.remember(name, [short], 0.5 * self.time_scale)
+        transport.remember(name, [kept], 600)
+        other = connect(self.transport_url(), **self.transport_options())
+        self._opened.append(other)
+        assert {short, kept} <= set(other.recall(name))  # seen by another client
+        self.wait(0.7)
+        recalled = other.recall(name)
+        assert kept in recalled
+        assert short not in recalled
+        assert recalled[kept] == pytest.approx(time.time() + 600, abs=30)
+        # Beyond the limit, the keys expiring first give way.
+        transport.remember(name, [cut], 60, limit=1)
+        assert cut not in transport.recall(name)
+        with pytest.raises(ValueError, match="ttl"):
+            transport.remember(name, [kept], 0)
+
     def test_a_delay_beyond_the_limit_is_refused(self, transport: Transport) -> None:
         limit = transport.capabilities.max_delay
         if not transport.capabilities.delayed_delivery or limit is None:
