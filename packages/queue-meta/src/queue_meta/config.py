@@ -1105,7 +1105,15 @@ class Settings:
         _Bool(),
         False,
         "With late acks, requeue a task whose worker process died, instead of "
-        "acknowledging it (can loop on a task that kills its process).",
+        "acknowledging it; task_delivery_limit ends the loop of a task that "
+        "kills its process every time.",
+    )
+    task_delivery_limit: _Field[int | None] = _Field(
+        _Int(minimum=1, nullable=True),
+        5,
+        "A message delivered this many times without finishing (its worker or "
+        "pool process died each time) goes to the dead-letter queue with the "
+        "reason instead of running again. None: no limit.",
     )
     task_track_started: _Field[bool] = _Field(
         _Bool(), False, "Record the STARTED state when a worker begins a task."
@@ -1196,6 +1204,21 @@ class Settings:
     worker_hostname: _Field[str | None] = _Field(
         _Str(nullable=True), None, "Node name of the worker; None: name@host."
     )
+    worker_eta_limit: _Field[int] = _Field(
+        _Int(minimum=1),
+        1000,
+        "Most ETA/countdown tasks a worker holds in memory, unacknowledged; "
+        "further ones are parked broker-side until they are nearly due.",
+        aliases=("worker_eta_task_limit",),
+    )
+    worker_eta_horizon: _Field[float] = _Field(
+        _Duration(positive=True),
+        10.0,
+        "A worker holds an ETA/countdown task itself only when it is due within "
+        "this many seconds; later ones are parked broker-side (Redis sorted set, "
+        "SQL visible-at, AMQP delay queues) and come back shortly before they "
+        "are due. Keep it well under RabbitMQ's consumer_timeout.",
+    )
     worker_heartbeat_file: _Field[str | None] = _Field(
         _Path(),
         None,
@@ -1214,13 +1237,6 @@ class Settings:
         10.0,
         "Seconds to wait for the result of a task whose process died before "
         "failing it with WorkerLostError.",
-    )
-    worker_eta_limit: _Field[int] = _Field(
-        _Int(minimum=1),
-        1000,
-        "ETA and countdown tasks a worker holds in memory at most; beyond, it "
-        "stops fetching until some are due.",
-        aliases=("worker_eta_task_limit",),
     )
     worker_log_format: _Field[str] = _Field(
         _Str(), _WORKER_LOG_FORMAT, "The logging format of worker messages."

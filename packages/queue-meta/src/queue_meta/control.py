@@ -19,10 +19,15 @@ from .errors import QueueMetaError
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["CONTROL_EXCHANGE", "Control"]
+__all__ = ["CONTROL_EXCHANGE", "REVOKED_SET", "Control", "recall_revoked"]
 
 #: The fanout exchange remote-control commands are broadcast on.
 CONTROL_EXCHANGE = "celery.pidbox"
+#: The broker-side set of revoked task ids, read by workers as they start.
+REVOKED_SET = "queue-meta.revoked"
+#: How long a revocation is kept (Celery's default, 3 hours), and how many.
+REVOKE_EXPIRES = 3 * 3600.0
+REVOKE_LIMIT = 50_000
 
 
 class Control:
@@ -73,10 +78,29 @@ class Control:
         signal: str | int = "SIGTERM",
         destination: Sequence[str] | None = None,
     ) -> None:
-        """Tell workers not to run *task_id*; stop it if running and *terminate*."""
+        """Tell workers not to run *task_id*; stop it if running and *terminate*.
+
+        Running workers hear it at once (a broadcast); the ids are also kept
+        broker-side for three hours, so a worker that starts later skips them.
+        """
         ids = [task_id] if isinstance(task_id, str) else list(task_id)
+        transport = self.app.transport
+        if transport.capabilities.expiring_sets:
+            transport.remember(REVOKED_SET, ids, REVOKE_EXPIRES, limit=REVOKE_LIMIT)
         self.broadcast(
             "revoke",
             {"task_id": ids, "terminate": terminate, "signal": signal},
             destination,
         )
+
+
+def recall_revoked(app: App) -> dict[str, float]:
+    """The task ids revoked in the last three hours, with their expiry times.
+
+    Empty where the broker keeps no sets (then only workers running at the
+    time of a revoke, and those with ``--statedb``, know it).
+    """
+    transport = app.transport
+    if not transport.capabilities.expiring_sets:
+        return {}
+    return transport.recall(REVOKED_SET)

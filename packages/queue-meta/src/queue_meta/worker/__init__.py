@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from queue_meta import signals, states
-from queue_meta.control import CONTROL_EXCHANGE
+from queue_meta.control import CONTROL_EXCHANGE, REVOKE_EXPIRES, recall_revoked
 from queue_meta.errors import ImproperlyConfiguredError, NotRegisteredError, Retry
 from queue_meta.messaging import declare_queue, task_queue_entries
 
@@ -52,9 +52,22 @@ if TYPE_CHECKING:
     from queue_meta.task import Task
     from transports import Consumer, Delivery
 
-__all__ = ["Worker", "check_heartbeat"]
+__all__ = ["LOST_HEADER", "Worker", "check_heartbeat"]
 
 logger = logging.getLogger("queue_meta.worker")
+
+#: Header counting how often a pool process died running the message's task;
+#: ``task_delivery_limit`` dead-letters the message when it reaches the limit.
+LOST_HEADER = "x-queue-meta-lost"
+
+#: The longest a worker holds an ETA task unacknowledged on RabbitMQ: half its
+#: default consumer_timeout, which closes channels of older deliveries.
+AMQP_HOLD_LIMIT = 900.0
+
+#: Message properties a copy of a delivery keeps (parked, requeued, dead-lettered).
+_COPIED_PROPERTIES = (
+    "content_type", "content_encoding", "correlation_id", "reply_to", "priority",
+)  # fmt: skip
 
 
 @dataclass(eq=False)
@@ -67,6 +80,8 @@ class Request:
     acked: bool = False
     future: Any = None
     held: bool = False
+    #: Held in memory until its ETA (counts against ``worker_eta_limit``).
+    waiting: bool = False
 
     @property
     def id(self) -> str:
@@ -192,6 +207,11 @@ class Worker:
         self._buckets: dict[str, TokenBucket | None] = {}
         self._limited: dict[str, list[Request]] = {}
         self._held = 0
+        self._waiting = 0
+        self.eta_limit = conf.worker_eta_limit
+        self.eta_horizon = conf.worker_eta_horizon
+        self._parking: list[tuple[Request, float]] = []
+        self._burst = 0
         self._control_queue: str | None = None
         self.ready = threading.Event()
 
@@ -259,13 +279,17 @@ class Worker:
                 self.stop(cold=True)
             else:
                 logger.warning(
-                    "warm shutdown: finishing %d running tasks (signal again to stop "
-                    "now)",
+                    "warm shutdown: running tasks finish, the others of the %d taken "
+                    "go back to the queue (signal again to stop now)",
                     len(self.active),
                 )
                 self.stop()
 
         def cold(signum: int, frame: Any) -> None:
+            logger.warning(
+                "cold shutdown: stopping %d tasks now; the broker delivers them again",
+                len(self.active),
+            )
             self.stop(cold=True)
 
         signal.signal(signal.SIGTERM, warm)
@@ -281,6 +305,10 @@ class Worker:
             with contextlib.suppress(Exception):  # best effort, from a signal handler
                 self.consumer.interrupt()
         if cold and self.pool is not None:
+            # The finisher stops first: the calls stopped now end with
+            # TerminatedError, which it would store as REVOKED and acknowledge;
+            # their messages must stay unacknowledged so the broker redelivers.
+            self._finished.put(None)
             self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _create_pool(self) -> Pool:
@@ -298,6 +326,16 @@ class Worker:
 
     def _open_consumer(self) -> None:
         transport = self.app.transport
+        if transport.name == "amqp" and self.eta_horizon > AMQP_HOLD_LIMIT:
+            # RabbitMQ closes the channel of a delivery unacked longer than its
+            # consumer_timeout (30 min by default): never hold one that long.
+            logger.warning(
+                "worker_eta_horizon %g s is too long for RabbitMQ's consumer_timeout;"
+                " holding ETA tasks at most %g s",
+                self.eta_horizon,
+                AMQP_HOLD_LIMIT,
+            )
+            self.eta_horizon = AMQP_HOLD_LIMIT
         for name in self.queues:
             declare_queue(self.app, name)
         consumer = transport.consumer(self.queues, prefetch=self.prefetch)
@@ -308,12 +346,22 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - remote control is optional
                 logger.warning("remote control is off: %s", exc)
         self.consumer = consumer
+        try:
+            self.revoked.update(recall_revoked(self.app))
+        except Exception as exc:  # noqa: BLE001 - the live broadcasts still reach it
+            logger.warning(
+                "could not read the revoked task ids kept by the broker: %s", exc
+            )
 
     def _shutdown(self) -> None:
         consumer = self.consumer
         cold = self._cold
         if self.pool is not None:
-            self.pool.shutdown(wait=not cold, cancel_futures=cold)
+            # Warm: calls that have not started are cancelled, and _finish
+            # returns their messages to the queue, unless one was acknowledged
+            # on receipt (acks_late=False): cancelling that one would lose it.
+            early = any(request.acked for request in list(self.active.values()))
+            self.pool.shutdown(wait=not cold, cancel_futures=cold or not early)
         if self._finisher is not None:
             self._finished.put(None)
             self._finisher.join(timeout=None if not cold else 5.0)
@@ -333,11 +381,21 @@ class Worker:
     # -- the consumer loop -----------------------------------------------------------
 
     def _loop(self) -> None:
+        from transports import TransportConnectionError
+
         consumer = self.consumer
         assert consumer is not None  # noqa: S101 - set by start()
         while not self._stopping.is_set():
             wait = self._run_timers()
-            batch = consumer.fetch(timeout=min(wait, 1.0))
+            try:
+                batch = consumer.fetch(timeout=min(wait, 1.0))
+            except TransportConnectionError as exc:
+                # The broker is away for longer than one fetch retries: the
+                # transport logged the outage once and reconnects; wait for it
+                # here instead of letting the worker die.
+                logger.debug("fetching failed: %s; trying again", exc)
+                self._stopping.wait(min(wait, 1.0))
+                batch = []
             if self.heartbeat_file:
                 self._beat()
             for delivery in batch:
@@ -352,6 +410,10 @@ class Worker:
                         delivery,
                         self._dead_letter(delivery, f"worker error: {exc!r}"),
                     )
+            parked = len(self._parking)
+            if parked:
+                self._park_all()
+            self._adapt_burst(parked, len(batch))
             if self.autoscale:
                 self._autoscale()
 
@@ -400,7 +462,7 @@ class Worker:
             return
         task = app.tasks.get(message.task)
         if task is None:
-            self._store(message.id, states.FAILURE, NotRegisteredError(message.task))
+            self._store(message, states.FAILURE, NotRegisteredError(message.task))
             logger.error(
                 "received unregistered task %r (id %s); %s. Is the module that defines "
                 "it imported by the worker (-A, imports, include)?",
@@ -420,13 +482,68 @@ class Worker:
             return
         if message.eta is not None and message.eta > now:
             delay = (message.eta - now).total_seconds()
+            if self._parks(delay):
+                self._parking.append((request, delay))
+                return
             self._hold(request)
+            request.waiting = True
+            self._waiting += 1
             logger.info(
                 "task %s[%s] scheduled for %s", message.task, message.id, message.eta
             )
             self._call_later(delay, lambda: self._release(request))
             return
         self._rate_limited(request)
+
+    # -- ETA parking -----------------------------------------------------------------
+
+    def _parks(self, delay: float) -> bool:
+        """Whether a task due in *delay* seconds goes back to the broker to wait.
+
+        The worker holds a future task itself only when it is due within
+        ``worker_eta_horizon`` and fewer than ``worker_eta_limit`` are held;
+        others wait broker-side, where the transport delays delivery.
+        """
+        if delay <= 1.0 or not self.app.transport.capabilities.delayed_delivery:
+            return False
+        return delay > self.eta_horizon or self._waiting >= self.eta_limit
+
+    def _park_all(self) -> None:
+        """Publish the batch of future tasks again, delayed, then ack the originals.
+
+        Each copy comes back about half a horizon before it is due, so the
+        worker that then holds it runs it on time. Publishing before acking
+        means a crash in between leaves a duplicate message, never a lost one.
+        """
+        from transports import Message
+
+        parking, self._parking = self._parking, []
+        longest = self.app.transport.capabilities.max_delay
+        messages: list[Message] = []
+        for request, delay in parking:
+            wait = max(1.0, delay - self.eta_horizon / 2)
+            if longest is not None:
+                wait = min(wait, longest)
+            messages.append(_copy(request.delivery, request.delivery.queue, delay=wait))
+        try:
+            self.app.transport.publish_many(messages)
+        except Exception as exc:  # noqa: BLE001 - keep them here rather than lose them
+            logger.warning(
+                "could not park %d future tasks broker-side (%s); holding them here",
+                len(parking),
+                exc,
+            )
+            for request, delay in parking:
+                self._hold(request)
+                request.waiting = True
+                self._waiting += 1
+                self._call_later(delay, functools.partial(self._release, request))
+            return
+        try:
+            self.app.transport.ack_many([request.delivery for request, _ in parking])
+        except Exception:
+            logger.exception("could not acknowledge %d parked tasks", len(parking))
+        logger.debug("parked %d future tasks broker-side", len(parking))
 
     def _dead_letter(self, delivery: Delivery, reason: str) -> str:
         """Move a rejected message aside (publish, then ack); say where it went.
@@ -442,18 +559,14 @@ class Worker:
             self._settle(delivery, requeue=False)
             return "dropped (task_dead_letter_queue is None)"
         target = template.replace("{queue}", delivery.queue)
-        headers = {**(delivery.headers or {}), DEATH_REASON: reason}
-        headers[DEATH_QUEUE] = delivery.queue
-        properties = {
-            key: value
-            for key, value in (delivery.properties or {}).items()
-            if key in ("content_type", "content_encoding", "correlation_id")
-        }
+        copy = _copy(
+            delivery,
+            target,
+            headers={DEATH_REASON: reason, DEATH_QUEUE: delivery.queue},
+        )
         try:
             declare_queue(self.app, target)
-            self.app.transport.publish(
-                target, delivery.body, headers=headers, properties=properties
-            )
+            self.app.transport.publish_many([copy])
         except Exception as exc:  # noqa: BLE001 - keep serving; say what happened
             self._settle(delivery, requeue=False)
             return (
@@ -479,11 +592,26 @@ class Worker:
             self._widen_window()
 
     def _widen_window(self) -> None:
-        """Held requests do not count against the prefetch window."""
+        """Held requests (and a parking burst) do not count against the window."""
         if self.consumer is not None:
-            self.consumer.prefetch = self.prefetch + self._held
+            self.consumer.prefetch = self.prefetch + self._held + self._burst
+
+    def _adapt_burst(self, parked: int, fetched: int) -> None:
+        """Fetch more at a time while every message fetched is parked.
+
+        A backlog of far-future tasks is parked in batches of up to 256 per
+        round trip instead of one prefetch window each; the first batch with
+        a task to run ends the burst (fair dispatch again).
+        """
+        burst = min(max(2 * self._burst, 16), 256) if parked == fetched > 0 else 0
+        if burst != self._burst:
+            self._burst = burst
+            self._widen_window()
 
     def _release(self, request: Request, *, token_taken: bool = False) -> None:
+        if request.waiting:
+            request.waiting = False
+            self._waiting -= 1
         self._unhold(request)
         if request.id in self.revoked:
             self._discard(request, "revoked")
@@ -499,7 +627,7 @@ class Worker:
 
     def _discard(self, request: Request, why: str) -> None:
         logger.info("discarding %s task %s[%s]", why, request.name, request.id)
-        self._store(request.id, states.REVOKED, None, reason=why)
+        self._store(request.message, states.REVOKED, None, reason=why)
         signals.task_revoked.send(
             sender=self, request=request, terminated=False, signum=None,
             expired=why == "expired",
@@ -563,7 +691,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the pool refused the call
             self.active.pop(request.id, None)
             logger.error("could not start %s[%s]: %s", task.name, request.id, exc)
-            self._store(request.id, states.FAILURE, exc)
+            self._store(request.message, states.FAILURE, exc)
             if not request.acked:
                 self._settle(request.delivery, requeue=False)
             return
@@ -645,8 +773,8 @@ class Worker:
         except TerminatedError as exc:
             return Outcome(states.REVOKED, exc)
         except WorkerLostError as exc:
-            if request.task.reject_on_worker_lost:
-                return Outcome(states.REJECTED, exc, requeue=True)
+            if request.task.reject_on_worker_lost and not request.acked:
+                return Outcome("LOST", exc)
             return Outcome(states.FAILURE, exc, f"{type(exc).__name__}: {exc}")
         except TimeLimitExceeded as exc:
             return Outcome(states.FAILURE, exc, f"{type(exc).__name__}: {exc}")
@@ -677,6 +805,9 @@ class Worker:
             if state == "CANCELLED":
                 if not request.acked:
                     rejects.append((request, True))
+                continue
+            if state == "LOST":
+                self._requeue_lost(request, outcome.value)
                 continue
             self.processed += 1
             if state == states.SUCCESS:
@@ -762,6 +893,46 @@ class Worker:
             if not request.acked:
                 self._settle(request.delivery, requeue=requeue)
 
+    def _requeue_lost(self, request: Request, exc: BaseException) -> None:
+        """``reject_on_worker_lost``: the pool process died running *request*.
+
+        The message goes back to its queue with the count of deaths in its
+        headers; at ``task_delivery_limit`` it goes to the dead-letter queue
+        instead and the result records the failure.
+        """
+        delivery = request.delivery
+        lost = _count(delivery.headers.get(LOST_HEADER)) + 1
+        limit = self.app.conf.task_delivery_limit
+        if limit is not None and lost >= limit:
+            self.failed += 1
+            self._store(request.message, states.FAILURE, exc)
+            reason = (
+                f"its pool process died {lost} times running it "
+                f"(task_delivery_limit {limit}): {exc}"
+            )
+            logger.error(
+                "Task %s[%s] %s; %s",
+                request.name, request.id, reason, self._dead_letter(delivery, reason),
+            )  # fmt: skip
+            return
+        try:
+            self.app.transport.publish_many(
+                [_copy(delivery, delivery.queue, headers={LOST_HEADER: lost})]
+            )
+        except Exception:
+            logger.exception("could not requeue %s[%s]", request.name, request.id)
+            self._settle(delivery, requeue=True)
+            return
+        try:
+            delivery.ack()
+        except Exception:
+            logger.exception("could not acknowledge %s[%s]", request.name, request.id)
+        logger.warning(
+            "Task %s[%s]: its pool process died (%s); requeued (death %d of at most "
+            "%s)",
+            request.name, request.id, exc, lost, limit,
+        )  # fmt: skip
+
     def _write(self, batch: list[Request], writes: list[Any]) -> None:
         """Store result writes in one round trip (rpc://: send them to callers)."""
         backend = self.app.backend
@@ -820,14 +991,30 @@ class Worker:
                     "could not send an errback of %s[%s]", request.name, request.id
                 )
 
-    def _store(self, task_id: str, state: str, value: Any, *, reason: str = "") -> None:
+    def _store(
+        self, message: TaskMessage, state: str, value: Any, *, reason: str = ""
+    ) -> None:
+        """Record a state the worker decided without running the task
+        (revoked, unknown, dead-lettered); rpc:// sends it to the caller."""
+        task_id = message.id
+        backend = self.app.backend
         try:
-            if state == states.REVOKED:
-                self.app.backend.mark_revoked(task_id, reason or "revoked")
+            if getattr(backend, "sends_replies", False):
+                from resultstores import ResultWrite
+
+                if state == states.REVOKED:
+                    value = _revoked_exc(reason or "revoked")
+                if message.reply_to:
+                    backend.publish_results(  # type: ignore[attr-defined]
+                        [(message.reply_to, message.correlation_id or task_id,
+                          ResultWrite(task_id, state, value))]
+                    )  # fmt: skip
+            elif state == states.REVOKED:
+                backend.mark_revoked(task_id, reason or "revoked")
             elif isinstance(value, BaseException):
-                self.app.backend.mark_failure(task_id, value, state=state)
+                backend.mark_failure(task_id, value, state=state)
             else:
-                self.app.backend.set_state(task_id, state, meta=value)
+                backend.set_state(task_id, state, meta=value)
         except Exception:
             logger.exception("could not store %s for %s", state, task_id)
 
@@ -866,7 +1053,7 @@ class Worker:
         signal_name: Any = "SIGTERM",
     ) -> None:
         """Do not run *task_ids*; stop them if running and *terminate*."""
-        expiry = time.time() + 3 * 3600
+        expiry = time.time() + REVOKE_EXPIRES
         for task_id in task_ids:
             self.revoked[task_id] = expiry
             logger.info(
@@ -918,6 +1105,7 @@ class Worker:
             "processed": self.processed,
             "failed": self.failed,
             "active": len(self.active),
+            "waiting": self._waiting,
         }
         _replace_json(str(self.heartbeat_file), record, "heartbeat file")
 
@@ -933,6 +1121,42 @@ class Worker:
             self.pool.grow(min(high - size, max(1, busy - size + 1)))
         elif busy < size // 2 and size > max(low, 1):
             self.pool.shrink(1)
+
+
+def _copy(
+    delivery: Delivery,
+    routing_key: str,
+    *,
+    headers: dict[str, Any] | None = None,
+    delay: float | None = None,
+) -> Any:
+    """A :class:`transports.Message` repeating *delivery* to queue *routing_key*.
+
+    Body and headers are kept as they are (a signature stays valid); *headers*
+    are added.
+    """
+    from transports import Message
+
+    properties = {
+        key: value
+        for key, value in (delivery.properties or {}).items()
+        if key in _COPIED_PROPERTIES and value is not None
+    }
+    return Message(
+        routing_key,
+        delivery.body,
+        headers={**(delivery.headers or {}), **(headers or {})},
+        properties=properties,
+        delay=delay,
+    )
+
+
+def _count(value: Any) -> int:
+    """A count from a message header (0 when missing or malformed)."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _short(value: Any, limit: int = 200) -> str:
