@@ -33,6 +33,9 @@ from typing import Any
 
 import pytest
 
+# The test modules' shared helpers (e2e_helpers.py) import from this folder.
+sys.path.insert(0, str(Path(__file__).parent))
+
 PYTHON = sys.executable
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0

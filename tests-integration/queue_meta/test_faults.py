@@ -7,12 +7,10 @@ exactly once more, and no child of the killed worker survives.
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from e2e_helpers import alive, descendants, wait_for
 
 if TYPE_CHECKING:
     from conftest import EndToEnd
@@ -40,45 +38,6 @@ def _where(request: pytest.FixtureRequest, broker: str) -> dict[str, Any]:
     return {"broker": url, "backend": url if broker == "redis_broker" else None}
 
 
-def _descendants(pid: int) -> list[int]:
-    """Processes below *pid* in the process tree (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-    found, frontier = [], {pid}
-    while frontier:
-        below = [child for child, parent in parents.items() if parent in frontier]
-        found += below
-        frontier = set(below)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:  # a zombie is not running
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout} s")
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("broker", BROKERS)
 def test_sigkill_mid_task_runs_it_again_exactly_once(
     e2e: EndToEnd, request: pytest.FixtureRequest, broker: str
@@ -97,14 +56,14 @@ def test_sigkill_mid_task_runs_it_again_exactly_once(
     with e2e.worker(source, **where, concurrency=1) as first:
         module = first.module
         result = module.long.delay(str(trace), 2.0)
-        _wait_for(trace.exists, 10, "the task did not start")
+        wait_for(trace.exists, 10, "the task did not start")
         child = int(trace.read_text().split()[1])
-        family = _descendants(first.proc.pid)
+        family = descendants(first.proc.pid)
         assert child in family
         first.sigkill()
         # No process of the killed worker (pool children, fork server) survives.
         for pid in family:
-            _wait_for(lambda p=pid: not _alive(p), 5, f"process {pid} outlived it")
+            wait_for(lambda p=pid: not alive(p), 5, f"process {pid} outlived it")
     with e2e.worker("", module=module, concurrency=1) as second:
         assert result.get(timeout=30) != child
         lines = trace.read_text().split("\n")

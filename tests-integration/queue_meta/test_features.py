@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from e2e_helpers import wait_for
 
 from queue_meta import (
     ConfigurationError,
@@ -127,14 +128,6 @@ def slow(seconds):
 
 def _marks(e2e: EndToEnd) -> Path:
     return e2e.home / "marks"
-
-
-def _wait_for(predicate: Any, timeout: float = 10.0, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 # -- retries -------------------------------------------------------------------------
@@ -256,7 +249,7 @@ def test_hard_time_limit_fails_the_task_and_the_pool_carries_on(
 def test_custom_state_is_seen_while_the_task_runs(e2e: EndToEnd) -> None:
     with e2e.worker(TASKS) as worker:
         result = worker.module.progress.delay(3)
-        _wait_for(lambda: result.state == "PROGRESS", what="state PROGRESS")
+        wait_for(lambda: result.state == "PROGRESS", what="state PROGRESS")
         assert result.info == {"done": 1, "total": 3}
         assert not result.ready()
         (e2e.home / "go").touch()
@@ -467,7 +460,7 @@ def test_warm_shutdown_finishes_the_running_task(e2e: EndToEnd) -> None:
     with e2e.worker(TASKS, concurrency=1) as worker:
         module = worker.module
         result = module.slow.delay(1.5)
-        _wait_for((_marks(e2e) / "slow-started").exists, what="the task to start")
+        wait_for((_marks(e2e) / "slow-started").exists, what="the task to start")
         waiting = module.hello.delay()
         took = worker.stop(timeout=10)
         assert took >= 0.5  # it waited for the task

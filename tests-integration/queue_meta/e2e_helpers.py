@@ -1,0 +1,62 @@
+"""Helpers the end-to-end test modules share: the process tree and waiting.
+
+``conftest.py`` puts this folder on ``sys.path`` (test modules are imported
+with ``--import-mode=importlib`` and cannot import each other).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+__all__ = ["alive", "descendants", "wait_for"]
+
+
+def descendants(pid: int) -> list[int]:
+    """Processes below *pid* in the process tree (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = {pid}
+    while frontier:
+        below = [child for child, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = set(below)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "the condition did not hold",
+    step: float = 0.05,
+) -> None:
+    """Poll *predicate* until it is true; fail the test with *what* after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout} s")
+        time.sleep(step)
