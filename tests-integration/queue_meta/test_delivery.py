@@ -163,6 +163,15 @@ def test_a_task_that_kills_its_process_ends_in_the_dead_letter_queue(
         assert [r.get(timeout=30) for r in [module.fine.delay(7)]] == [7]
         time.sleep(1)
         assert len(trace_lost.read_text().split()) == 1
+        # Garbage bytes pushed straight into the queue: dead-lettered with the
+        # reason, and the worker goes on serving.
+        app.transport.publish(queue, b"\x00\xffnot a task", headers={"x": 1})
+        assert module.fine.delay(8).get(timeout=30) == 8
+        with app.transport.consumer([f"{queue}.dead"], prefetch=5) as consumer:
+            (garbage,) = consumer.fetch(timeout=10)
+            assert garbage.body == b"\x00\xffnot a task"
+            assert garbage.headers[DEATH_REASON]
+            garbage.ack()
         assert "dead-letter queue" in worker.log()
     app.transport.delete_queue(f"{queue}.dead")
 
