@@ -13,27 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# The process tree as queue-meta's own benchmark reads it.
+from queue_meta.bench import descendants
+
 __all__ = ["alive", "descendants", "wait_for"]
-
-
-def descendants(pid: int) -> list[int]:
-    """Processes below *pid* in the process tree (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-    found: list[int] = []
-    frontier = {pid}
-    while frontier:
-        below = [child for child, parent in parents.items() if parent in frontier]
-        found += below
-        frontier = set(below)
-    return found
 
 
 def alive(pid: int) -> bool:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from e2e_helpers import wait_for
 
+from queue_meta.bench import rss_kib
+
 if TYPE_CHECKING:
     from conftest import EndToEnd
 
@@ -31,13 +33,6 @@ def _where(request: pytest.FixtureRequest, broker: str) -> dict[str, Any]:
         return {}
     url = request.getfixturevalue(broker)
     return {"broker": url, "backend": url if broker == "redis_broker" else None}
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 # -- ETA parking -----------------------------------------------------------------------
@@ -74,14 +69,14 @@ def test_far_eta_tasks_wait_broker_side_and_run_on_time(
         app = module.app
         queue = app.conf.task_default_queue
         assert module.stamp.delay(str(e2e.home / "warm")).get(timeout=20)
-        before = _rss_kib(worker.proc.pid)
+        before = rss_kib(worker.proc.pid)
         sig = module.later.s(str(e2e.home / "never")).set(countdown=3600)
         started = time.monotonic()
         for start in range(0, count, 5000):
             app.send_many([sig] * min(5000, count - start))
         wait_for(lambda: app.transport.size(queue) == 0, 240, "the queue did not empty")
         parked = time.monotonic() - started
-        after = _rss_kib(worker.proc.pid)
+        after = rss_kib(worker.proc.pid)
         # A sample due soon, beyond the 2 s horizon: parked too, then on time.
         due = {}
         for delay in (3.0, 4.0, 5.0, 6.0):

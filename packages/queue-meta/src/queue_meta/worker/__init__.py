@@ -485,17 +485,21 @@ class Worker:
             if self._parks(delay):
                 self._parking.append((request, delay))
                 return
-            self._hold(request)
-            request.waiting = True
-            self._waiting += 1
             logger.info(
                 "task %s[%s] scheduled for %s", message.task, message.id, message.eta
             )
-            self._call_later(delay, lambda: self._release(request))
+            self._hold_until_due(request, delay)
             return
         self._rate_limited(request)
 
     # -- ETA parking -----------------------------------------------------------------
+
+    def _hold_until_due(self, request: Request, delay: float) -> None:
+        """Keep a future task here (unacked) and release it in *delay* seconds."""
+        self._hold(request)
+        request.waiting = True
+        self._waiting += 1
+        self._call_later(delay, functools.partial(self._release, request))
 
     def _parks(self, delay: float) -> bool:
         """Whether a task due in *delay* seconds goes back to the broker to wait.
@@ -534,10 +538,7 @@ class Worker:
                 exc,
             )
             for request, delay in parking:
-                self._hold(request)
-                request.waiting = True
-                self._waiting += 1
-                self._call_later(delay, functools.partial(self._release, request))
+                self._hold_until_due(request, delay)
             return
         try:
             self.app.transport.ack_many([request.delivery for request, _ in parking])
@@ -874,7 +875,7 @@ class Worker:
                 acks.append(request)
         if writes:
             try:
-                self._write(batch, writes)
+                self._write({request.id: request.message for request in batch}, writes)
             except Exception:
                 logger.exception(
                     "could not store %d results; their messages go back to the queue",
@@ -933,13 +934,17 @@ class Worker:
             request.name, request.id, exc, lost, limit,
         )  # fmt: skip
 
-    def _write(self, batch: list[Request], writes: list[Any]) -> None:
-        """Store result writes in one round trip (rpc://: send them to callers)."""
+    def _write(self, messages: dict[str, TaskMessage], writes: list[Any]) -> None:
+        """Store result writes in one round trip (rpc://: send them to the
+        callers named by *messages*, task id -> message)."""
         backend = self.app.backend
         if getattr(backend, "sends_replies", False):
-            by_id = {request.id: request.message for request in batch}
             backend.publish_results(  # type: ignore[attr-defined]
-                (by_id[w.task_id].reply_to, by_id[w.task_id].correlation_id, w)
+                (
+                    messages[w.task_id].reply_to,
+                    messages[w.task_id].correlation_id,
+                    w,
+                )
                 for w in writes
             )
         else:
@@ -1004,11 +1009,7 @@ class Worker:
 
                 if state == states.REVOKED:
                     value = _revoked_exc(reason or "revoked")
-                if message.reply_to:
-                    backend.publish_results(  # type: ignore[attr-defined]
-                        [(message.reply_to, message.correlation_id or task_id,
-                          ResultWrite(task_id, state, value))]
-                    )  # fmt: skip
+                self._write({task_id: message}, [ResultWrite(task_id, state, value)])
             elif state == states.REVOKED:
                 backend.mark_revoked(task_id, reason or "revoked")
             elif isinstance(value, BaseException):
