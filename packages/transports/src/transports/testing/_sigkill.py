@@ -156,8 +156,7 @@ def run_sigkill_test(
     started = time.monotonic()
     deadline = started + timeout
     transport = connect(url, **options)
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(
+    context = _fresh_forkserver(
         [
             "transports",
             "transports.testing._sigkill",
@@ -261,6 +260,26 @@ def run_sigkill_test(
         crashes=crashes,
         elapsed=time.monotonic() - started,
     )
+
+
+def _fresh_forkserver(preload: list[str]) -> Any:
+    """The forkserver context, its server (re)started with *preload* imported.
+
+    The forkserver is one per process and takes its preload list only when it
+    starts: after an earlier run against another broker every consumer would
+    import its driver itself (a second or so per start, 100 times). So a
+    server already running is stopped first (``ForkServer._stop``, which the
+    standard library keeps for its own tests; without it the old server stays).
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is not None:
+        stop()
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(preload)
+    return context
 
 
 def _files(workdir: Path) -> list[tuple[Path, list[int]]]:
