@@ -147,9 +147,11 @@ def test_two_transports_on_one_file_see_each_other(url: str) -> None:
     consumer_side = connect(url)
     producer.declare_queue("q")
     with consumer_side.consumer(["q"]) as consumer:
-        threading.Timer(0.2, producer.publish, ("q", b"hi")).start()
+        timer = threading.Timer(0.2, producer.publish, ("q", b"hi"))
+        timer.start()
         started = time.monotonic()
         got = consumer.fetch(timeout=5)
+        timer.join()
         assert [d.body for d in got] == [b"hi"]
         assert time.monotonic() - started < 1.0  # woken by data_version, not a poll
         got[0].ack()

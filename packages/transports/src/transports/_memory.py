@@ -33,6 +33,7 @@ from .base import (
     DEATH_COUNT,
     DEATH_QUEUE,
     DEATH_REASON,
+    RETURNED,
     Binding,
     Capabilities,
     Consumer,
@@ -255,6 +256,7 @@ class MemoryTransport(Transport):
         message_ttl=True,
         batch_publish=True,
         delivery_count=True,
+        uncounted_release=True,
         quorum_queues=False,
         multiprocess=False,
         persistent=False,
@@ -368,10 +370,17 @@ class MemoryTransport(Transport):
     def _claim(
         self, consumer: MemoryConsumer, queues: tuple[str, ...], limit: int
     ) -> list[Delivery]:
-        """Claim up to *limit* messages, highest priority then oldest (lock held)."""
+        """Claim up to *limit* messages (lock held).
+
+        The highest priority first; within one, the queues take turns: each
+        claim starts with the next queue (and takes its oldest first), so a
+        backlog in one queue does not starve the others.
+        """
         broker = self._broker
         now = time.time()
-        live = [broker.queues[name] for name in queues if name in broker.queues]
+        live = consumer._in_turn(
+            [broker.queues[name] for name in queues if name in broker.queues]
+        )
         for queue in live:
             queue.promote(now)
         got: list[Delivery] = []
@@ -379,7 +388,7 @@ class MemoryTransport(Transport):
             best: tuple[tuple[int, int], _Queue] | None = None
             for queue in live:
                 key = queue.head()
-                if key is not None and (best is None or key < best[0]):
+                if key is not None and (best is None or key[0] < best[0][0]):
                     best = (key, queue)
             if best is None:
                 break
@@ -439,7 +448,9 @@ class MemoryTransport(Transport):
                 queue, stored = found
                 if outcome == "ack":
                     queue.messages.pop(stored.seq, None)
-                elif outcome == "requeue":
+                elif outcome in RETURNED:
+                    if outcome == "release":
+                        stored.delivery_count = max(0, stored.delivery_count - 1)
                     stored.owner = None
                     stored.visible_at = 0.0
                     heapq.heappush(queue.ready, (-stored.priority, stored.seq))

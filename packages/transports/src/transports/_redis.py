@@ -69,6 +69,7 @@ from .base import (
     DEATH_COUNT,
     DEATH_QUEUE,
     DEATH_REASON,
+    RETURNED,
     Binding,
     Capabilities,
     Consumer,
@@ -484,7 +485,6 @@ class RedisConsumer(Consumer):
         self._confirmed = 0
         self._pubsub_cond = threading.Condition()
         self._woken = False
-        self._rotation = 0
         self._stopping = False
         #: The ``now`` of claims whose reply was lost with the connection.
         self._lost_claims: list[str] = []
@@ -506,8 +506,7 @@ class RedisConsumer(Consumer):
                 transport._recover_claims(self)
             due = None
             if real:
-                got, due = transport._claim(self, real, self._rotation, limit)
-                self._rotation += 1
+                got, due = transport._claim(self, self._in_turn(real), limit)
                 if got:
                     return got
             if self._woken:
@@ -841,6 +840,7 @@ class RedisTransport(Transport):
             message_ttl=True,
             batch_publish=True,
             delivery_count=True,
+            uncounted_release=True,
             quorum_queues=False,
             multiprocess=True,
             persistent=False,
@@ -1274,16 +1274,13 @@ class RedisTransport(Transport):
     # -- consuming ---------------------------------------------------------------------
 
     def _claim(
-        self, consumer: Consumer, queues: list[str], rotation: int, limit: int
+        self, consumer: Consumer, queues: list[str], limit: int
     ) -> tuple[list[Delivery], float | None]:
         """Claim up to *limit* messages of *queues* for *consumer*, atomically.
 
         Returns the deliveries and the due time of the next delayed message.
         """
         now = time.time()
-        if len(queues) > 1:
-            start = rotation % len(queues)
-            queues = queues[start:] + queues[:start]
         plan = self._plans.get(tuple(queues))
         if plan is None:
             lists: list[tuple[bytes, str]] = []
@@ -1483,7 +1480,8 @@ class RedisTransport(Transport):
     ) -> None:
         broadcast = [d for d in deliveries if d.tag is None]
         if broadcast:
-            if outcome == "requeue" and isinstance(consumer, RedisConsumer):
+            returned = outcome in RETURNED
+            if returned and isinstance(consumer, RedisConsumer):
                 consumer._requeue_broadcasts(broadcast)
             deliveries = [d for d in deliveries if d.tag is not None]
         for start in range(0, len(deliveries), _CHUNK):
@@ -1493,8 +1491,8 @@ class RedisTransport(Transport):
                     client=self._client,
                     args=[self._p, consumer.token, "ack", *(d.tag.tag for d in chunk)],
                 )
-            elif outcome == "requeue":
-                args: list[Any] = [self._p, consumer.token, "requeue"]
+            elif outcome in RETURNED:
+                args: list[Any] = [self._p, consumer.token, outcome]
                 for d in chunk:
                     args += (
                         d.tag.tag,

@@ -136,7 +136,8 @@ return out
 #:
 #: ARGV: prefix, token, mode, then per delivery: ``ack``: the tag;
 #: ``requeue``: tag, list key, envelope, wake key (pushed back to the front,
-#: keeping the delivery count); ``move``: tag, target list key (``""``:
+#: keeping the delivery count); ``release``: as ``requeue``, taking this
+#: delivery off the count; ``move``: tag, target list key (``""``:
 #: drop), new envelope, wake key (pushed to the back). Returns how many
 #: deliveries were still owned.
 SETTLE = (
@@ -153,7 +154,7 @@ for i = 4, #ARGV, step do
   local tag = ARGV[i]
   if redis.call('SREM', owned, tag) == 1 then
     gone[#gone + 1] = tag
-    if mode == 'requeue' then
+    if mode == 'requeue' or mode == 'release' then
       redis.call('RPUSH', ARGV[i + 1], ARGV[i + 2])
       wake(ARGV[i + 3])
     elseif mode == 'move' and ARGV[i + 1] ~= '' then
@@ -166,7 +167,11 @@ if #gone > 0 then
   redis.call('HDEL', unacked, unpack(gone))
   redis.call('ZREM', index, unpack(gone))
   redis.call('HDEL', owner, unpack(gone))
-  if mode ~= 'requeue' then
+  if mode == 'release' then
+    for _, tag in ipairs(gone) do
+      redis.call('HINCRBY', counts, tag, -1)
+    end
+  elseif mode ~= 'requeue' then
     redis.call('HDEL', counts, unpack(gone))
   end
 end

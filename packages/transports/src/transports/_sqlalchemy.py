@@ -68,6 +68,7 @@ from .base import (
     DEATH_COUNT,
     DEATH_QUEUE,
     DEATH_REASON,
+    RETURNED,
     Binding,
     Capabilities,
     Consumer,
@@ -287,6 +288,7 @@ class SQLAlchemyTransport(Transport):
         message_ttl=True,
         batch_publish=True,
         delivery_count=True,
+        uncounted_release=True,
         quorum_queues=False,
         multiprocess=True,
         persistent=True,
@@ -362,6 +364,11 @@ class SQLAlchemyTransport(Transport):
         self._statements: dict[tuple[str, int], str] = {}
         self._local = threading.local()
         self._thread_connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: ids of the SQLite connections inside a transaction now: close()
+        #: leaves those to their own thread (closing a connection another
+        #: thread is using can crash the interpreter).
+        self._busy: set[int] = set()
+        self._busy_lock = threading.Lock()
         self._mark = "?" if self.dialect == "sqlite" else "%s"
         dbapi: Any = self._engine.dialect.loaded_dbapi
         self._driver_errors: tuple[type[BaseException], ...] = (
@@ -533,6 +540,9 @@ class SQLAlchemyTransport(Transport):
         connection: Any = (
             self._local_connection() if sqlite else self._engine.raw_connection()
         )
+        if sqlite:
+            with self._busy_lock:
+                self._busy.add(id(connection))
         try:
             cursor = connection.cursor()
             if sqlite:
@@ -557,6 +567,12 @@ class SQLAlchemyTransport(Transport):
         finally:
             if not sqlite:
                 connection.close()  # back to the pool (or discarded if invalidated)
+            else:
+                with self._busy_lock:
+                    self._busy.discard(id(connection))
+                if self.closed:  # close() left this one to us
+                    self._drop_local(connection)
+                    _close_quietly(connection)
 
     def _local_connection(self) -> Any:
         """This thread's own SQLite connection, kept open and outside the pool.
@@ -643,6 +659,11 @@ class SQLAlchemyTransport(Transport):
                 f"UPDATE {m} SET {c['owner']} = NULL, {c['visible_at']} = {p} "
                 f"WHERE {owned}"
             )
+        if key == "release":
+            return (
+                f"UPDATE {m} SET {c['owner']} = NULL, {c['visible_at']} = {p}, "
+                f"{c['delivery_count']} = {c['delivery_count']} - 1 WHERE {owned}"
+            )
         if key == "notify":
             return f"SELECT pg_notify({p}, {p})"
         if key == "routes":
@@ -671,6 +692,8 @@ class SQLAlchemyTransport(Transport):
         _inherited.extend(self._thread_connections)
         self._local = threading.local()
         self._thread_connections = weakref.WeakSet()
+        self._busy = set()
+        self._busy_lock = threading.Lock()
         self._signal = _Signal()
         self._watcher = None
         self._watch_lock = threading.Lock()
@@ -682,7 +705,9 @@ class SQLAlchemyTransport(Transport):
         with self._signal.cond:
             self._signal.closed = True
             self._signal.cond.notify_all()
-        for connection in list(self._thread_connections):
+        with self._busy_lock:
+            idle = [c for c in self._thread_connections if id(c) not in self._busy]
+        for connection in idle:
             with contextlib.suppress(Exception):
                 connection.close()
         self._engine.dispose()
@@ -922,30 +947,42 @@ class SQLAlchemyTransport(Transport):
     def _claim(
         self, consumer: Consumer, queues: tuple[str, ...], limit: int
     ) -> list[Delivery]:
-        """Claim up to *limit* visible rows of *queues* for *consumer*, atomically."""
+        """Claim up to *limit* visible rows of *queues* for *consumer*, atomically.
+
+        One queue at a time, in one transaction, starting with the next queue
+        in turn at each claim: a backlog in one queue does not starve the
+        others (as kombu rotates its queues).
+        """
         if not queues:
             return []
         now = time.time()
         specs = {name: self._spec(name) for name in queues}
         until = now + self.lease
-        sql = self._sql("claim", len(queues))
+        sql = self._sql("claim", 1)
+        rows: list[_Claimed] = []
         with self._raw() as cursor:
-            if self.dialect == "postgresql":
-                cursor.execute(sql, (*queues, now, limit, until, consumer.token))
-                rows = [_Claimed(*row) for row in cursor.fetchall()]
-            elif self.dialect == "sqlite":
-                cursor.execute(sql, (until, consumer.token, *queues, now, limit))
-                rows = [_Claimed(*row) for row in cursor.fetchall()]
-            else:
-                cursor.execute(sql, (*queues, now, limit))
-                locked = [_Claimed(*row) for row in cursor.fetchall()]
-                if locked:
-                    cursor.execute(
-                        self._sql("mark", len(locked)),
-                        (until, consumer.token, *[row.id for row in locked]),
-                    )
-                rows = [r._replace(delivery_count=r.delivery_count + 1) for r in locked]
-        rows.sort(key=lambda r: (r.rank, r.id))
+            for queue in consumer._in_turn(queues):
+                wanted = limit - len(rows)
+                if wanted <= 0:
+                    break
+                if self.dialect == "postgresql":
+                    cursor.execute(sql, (queue, now, wanted, until, consumer.token))
+                    rows += [_Claimed(*row) for row in cursor.fetchall()]
+                elif self.dialect == "sqlite":
+                    cursor.execute(sql, (until, consumer.token, queue, now, wanted))
+                    rows += [_Claimed(*row) for row in cursor.fetchall()]
+                else:
+                    cursor.execute(sql, (queue, now, wanted))
+                    locked = [_Claimed(*row) for row in cursor.fetchall()]
+                    if locked:
+                        cursor.execute(
+                            self._sql("mark", len(locked)),
+                            (until, consumer.token, *[row.id for row in locked]),
+                        )
+                    rows += [
+                        r._replace(delivery_count=r.delivery_count + 1) for r in locked
+                    ]
+        rows.sort(key=lambda r: r.rank)  # stable: each queue's rows stay in order
         deliveries = []
         bad: list[tuple[_Claimed, str | None]] = []
         for row in rows:
@@ -1304,7 +1341,7 @@ class SQLAlchemyTransport(Transport):
                     else:
                         params = (now, consumer.token, *pairs)
                     cursor.execute(self._sql(outcome, len(chunk)), params)
-                if self._listen and outcome == "requeue":
+                if self._listen and outcome in RETURNED:
                     cursor.execute(self._sql("notify"), (self.channel, ""))
         if outcome != "ack":
             self._signal.notify()

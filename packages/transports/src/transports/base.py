@@ -64,9 +64,12 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: How a delivery was settled: acknowledged, returned to its queue, or rejected
+#: How a delivery was settled: acknowledged, returned to its queue (counted as
+#: a delivery), released (returned unprocessed: not counted), or rejected
 #: (dead-lettered where the queue has a dead-letter target, dropped otherwise).
-Outcome = Literal["ack", "requeue", "reject"]
+Outcome = Literal["ack", "requeue", "release", "reject"]
+#: The outcomes that put the message back in its queue.
+RETURNED: frozenset[Outcome] = frozenset(("requeue", "release"))
 
 #: The exchange types every transport understands.
 EXCHANGE_KINDS = ("direct", "topic", "fanout")
@@ -102,6 +105,8 @@ class Capabilities:
         batch_publish: :meth:`Transport.publish_many` uses one round trip.
         delivery_count: ``Delivery.delivery_count`` is counted by the broker
             (otherwise it is 1, or 2 once the broker flags a redelivery).
+        uncounted_release: :meth:`Delivery.release` takes the delivery off the
+            count (otherwise a release counts as a requeue).
         quorum_queues: ``declare_queue(..., quorum=True)`` is honoured.
         multiprocess: Several processes can share the broker (not ``memory://``).
         persistent: Messages survive a restart of the broker.
@@ -121,6 +126,7 @@ class Capabilities:
     message_ttl: bool = False
     batch_publish: bool = False
     delivery_count: bool = False
+    uncounted_release: bool = False
     quorum_queues: bool = False
     multiprocess: bool = True
     persistent: bool = True
@@ -409,6 +415,21 @@ class Delivery:
         """
         self.consumer._settle([self], "requeue" if requeue else "reject")
 
+    def release(self) -> None:
+        """Give the message back unprocessed: this delivery is not counted.
+
+        Unlike ``reject(requeue=True)``, the message's ``delivery_count`` (and
+        so a queue's ``max_deliveries``) is as if this delivery never happened,
+        where the broker counts deliveries (capability ``uncounted_release``;
+        ``redelivered`` is then false again unless it was delivered before);
+        elsewhere it is a requeue. Meant for messages a consumer fetched but
+        never started on (a warm shutdown).
+
+        Raises:
+            TransportConnectionError: The broker stayed unreachable.
+        """
+        self.consumer._settle([self], "release")
+
     def extend(self, seconds: float) -> None:
         """Keep the message from being redelivered for *seconds* from now.
 
@@ -657,6 +678,10 @@ class Consumer(ABC):
         self._subscriptions: dict[Subscription, str] = {}
         self._cond = _native.condition()
         self._unsettled: dict[int, Delivery] = {}
+        #: Deliveries settled here whose settlement the broker has not confirmed.
+        self._settling = 0
+        #: Which of the consumed queues the next claim starts with.
+        self._rotation = 0
         self._buffer: deque[Delivery] = deque()
         self._generation = 0
         self._interrupted = False
@@ -759,7 +784,7 @@ class Consumer(ABC):
                 if self._interrupted:
                     self._interrupted = False
                     return []
-                room = self.prefetch - len(self._unsettled)
+                room = self.prefetch - len(self._unsettled) - self._settling
                 queues = tuple(self._queues)
                 if room <= 0:
                     remaining = deadline - time.monotonic()
@@ -871,9 +896,10 @@ class Consumer(ABC):
 
         Args:
             requeue: Return every unsettled delivery to its queue now (a warm
-                shutdown). With ``False`` they stay with the broker, which
-                delivers them again when their lease ends or the connection
-                closes (a cold shutdown); settling them later is ignored.
+                shutdown), released (:meth:`Delivery.release`). With ``False``
+                they stay with the broker, which delivers them again when
+                their lease ends or the connection closes (a cold shutdown);
+                settling them later is ignored.
         """
         with self._cond:
             if self._closed:
@@ -885,7 +911,7 @@ class Consumer(ABC):
         self._wake()
         if requeue and leftover and not self.transport.closed:
             try:
-                self._settle(leftover, "requeue")
+                self._settle(leftover, "release")
             except TransportError as exc:
                 logger.warning(
                     "%s transport %s: could not return %d deliveries on close (%s); "
@@ -960,14 +986,33 @@ class Consumer(ABC):
             raise TransportClosedError(f"{self!r} is closed; open a new consumer")
         self.transport._check_open()
 
+    def _in_turn(self, queues: Sequence[_T]) -> list[_T]:
+        """*queues* starting with the next one in turn, one step further per call.
+
+        A transport claiming from several queues takes them in this order, so
+        a backlog in one does not starve the others (as kombu rotates them).
+        """
+        ordered = list(queues)
+        if len(ordered) > 1:
+            start = self._rotation % len(ordered)
+            ordered = ordered[start:] + ordered[:start]
+            self._rotation += 1
+        return ordered
+
     def _take(self, max_count: int | None) -> list[Delivery]:
         count = len(self._buffer) if max_count is None else max_count
         return [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
 
     def _claim_settlement(
-        self, deliveries: Iterable[Delivery], outcome: Outcome
+        self, deliveries: Iterable[Delivery], outcome: Outcome, *, in_flight: bool
     ) -> list[Delivery]:
-        """Mark *deliveries* settled; return those the broker must be told about."""
+        """Mark *deliveries* settled; return those the broker must be told about.
+
+        With *in_flight* those stay counted against the prefetch window (as
+        ``_settling``) until the caller has the broker settle them: a consumer
+        killed meanwhile has them delivered again, so more than ``prefetch``
+        would come back.
+        """
         live = []
         with self._cond:
             for delivery in deliveries:
@@ -985,14 +1030,17 @@ class Consumer(ABC):
                     )
                     continue
                 live.append(delivery)
+            if in_flight:
+                self._settling += len(live)
             self._cond.notify_all()
         return live
 
     def _settle(self, deliveries: Iterable[Delivery], outcome: Outcome) -> None:
-        live = self._claim_settlement(deliveries, outcome)
+        in_io_thread = self.transport.settle_in_io_thread
+        live = self._claim_settlement(deliveries, outcome, in_flight=not in_io_thread)
         if not live:
             return
-        if self.transport.settle_in_io_thread:
+        if in_io_thread:
             with self._cond:
                 self._pending.append((live, outcome))
             self._wake()
@@ -1011,6 +1059,10 @@ class Consumer(ABC):
             with self._cond:
                 self._pending.append((live, outcome))
             self._wake()
+        finally:
+            with self._cond:
+                self._settling -= len(live)
+                self._cond.notify_all()
 
     def _flush_pending(self) -> None:
         """Send settlements handed over by other threads or kept over an outage."""
@@ -1647,7 +1699,11 @@ class Transport(ABC):
     def _settle(
         self, consumer: Consumer, deliveries: list[Delivery], outcome: Outcome
     ) -> None:
-        """Ack, requeue or reject *deliveries* of *consumer* in one round trip."""
+        """Ack, requeue, release or reject *deliveries* of *consumer* in one round trip.
+
+        ``release`` is a requeue that takes this delivery off the message's
+        delivery count where the broker counts them.
+        """
 
     @abstractmethod
     def _purge(self, queue: str) -> int:
