@@ -212,6 +212,29 @@ def test_failover_skips_a_dead_first_url(amqp_url: str, unique_name: Names) -> N
             transport.delete_queue(queue)
 
 
+@pytest.mark.parametrize(
+    ("change", "word"),
+    [(("guest:guest@", "guest:wrong-secret@"), "refused user"), (None, "vhost")],
+)
+def test_a_refused_login_or_vhost_is_a_clear_error_at_once(
+    amqp_url: str, unique_name: Names, change: tuple[str, str] | None, word: str
+) -> None:
+    from transports import TransportConnectionError, TransportError
+
+    if change is None:  # a virtual host that does not exist
+        url = amqp_url.rsplit("/", 1)[0] + "/" + unique_name("no_vhost")
+    else:
+        if change[0] not in amqp_url:
+            pytest.skip("AMQP_URL does not log in as guest:guest")
+        url = amqp_url.replace(*change)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=word) as caught:
+        connect(url).publish("anything", b"x")  # connect() logs in
+    assert not isinstance(caught.value, TransportConnectionError)
+    assert "wrong-secret" not in str(caught.value)
+    assert time.monotonic() - started < 5  # not retried
+
+
 # -- a private node: restart and failover ----------------------------------------------
 
 

@@ -185,16 +185,26 @@ class TestDelayLevels:
         assert delay_levels(MAX_DELAY) == list(range(DELAY_LEVELS))
         assert MAX_DELAY == 2**28 - 1
 
-    def test_a_delayed_message_enters_the_top_level_without_an_expiration(
+    def test_a_delayed_message_enters_its_highest_level_without_an_expiration(
         self,
     ) -> None:
         out = Outgoing("tasks", b"x", "", {}, {}, 0, 3.0, 10.0)
-        message, exchange, key = _message(out)
-        assert exchange == f"qm.delay.{DELAY_LEVELS - 1}"
+        properties, exchange, key = _message(out)
+        assert exchange == "qm.delay.1"  # 3 s = 2 + 1: the levels above are skipped
         assert key == delay_routing_key(3.0, "tasks")
-        assert "expiration" not in message.properties
-        headers = message.properties["application_headers"]
+        assert "expiration" not in properties
+        headers = properties["application_headers"]
         assert headers["x-qm-expires-at"] == pytest.approx(out.published_at + 13.0)
+
+    @pytest.mark.parametrize(
+        ("delay", "level"), [(0.2, 0), (1.0, 0), (3600.0, 11), (MAX_DELAY, 27)]
+    )
+    def test_a_delay_enters_the_level_of_its_highest_bit(
+        self, delay: float, level: int
+    ) -> None:
+        out = Outgoing("tasks", b"x", "", {}, {}, 0, delay, None)
+        assert _message(out)[1] == f"qm.delay.{level}"
+        assert max(delay_levels(delay)) == level
 
     def test_a_delay_through_an_exchange_is_refused(self) -> None:
         out = Outgoing("key", b"x", "events", {}, {}, 0, 3.0, None)
@@ -214,9 +224,9 @@ class TestMessages:
             None,
             1.5,
         )
-        message, exchange, key = _message(out)
+        properties, exchange, key = _message(out)
         assert (exchange, key) == ("", "q")
-        assert message.properties == {
+        assert properties == {
             "content_type": "application/json",
             "delivery_mode": 2,
             "priority": 7,
@@ -225,8 +235,8 @@ class TestMessages:
         }
 
     def test_a_bare_message_is_persistent(self) -> None:
-        message, _, _ = _message(Outgoing("q", b"x", "", {}, {}, 0, None, None))
-        assert message.properties == {"delivery_mode": 2}
+        properties, _, _ = _message(Outgoing("q", b"x", "", {}, {}, 0, None, None))
+        assert properties == {"delivery_mode": 2}
 
 
 class TestDeathHeaders:

@@ -39,8 +39,9 @@ returns); classic queues only flag ``redelivered``. Quorum queues (RabbitMQ
 Capabilities: 10 priority levels (``x-max-priority``, ours 0-9 unchanged),
 delayed delivery through 28 binary TTL levels (``qm.delay.<n>`` queues with
 ``x-message-ttl`` 2^n s, dead-lettering into the next lower level and finally
-to the target queue; whole seconds, at most 2^28 - 1 s; only to a queue, i.e.
-the default exchange), direct/topic/fanout exchanges, dead-lettering
+to the target queue; a message enters at the highest level it waits in;
+whole seconds, at most 2^28 - 1 s; only to a queue, i.e. the default
+exchange), direct/topic/fanout exchanges, dead-lettering
 (``x-dead-letter-exchange``), ``max_deliveries`` (quorum queues), publisher
 confirms, per-message and per-queue TTL, batch publish, broker-counted
 delivery counts with ``queue_type="quorum"``. No leases: an unacked delivery
@@ -67,11 +68,13 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import _native
+from ._amqp_wire import WireError, encode_publish
 from ._url import mask_url, to_bool, to_float
 from .base import (
     DEATH_COUNT,
     DEATH_QUEUE,
     DEATH_REASON,
+    RETURNED,
     Binding,
     Capabilities,
     Consumer,
@@ -319,16 +322,18 @@ def _delay_name(level: int) -> str:
     return f"{DELAY_PREFIX}{level}"
 
 
-def _message(message: Outgoing) -> tuple[amqp.Message, str, str]:
-    """Return the py-amqp message, exchange and routing key for *message*."""
+_PERSISTENT: Mapping[str, Any] = {"delivery_mode": 2}
+
+
+def _message(message: Outgoing) -> tuple[Mapping[str, Any], str, str]:
+    """Return the basic properties, exchange and routing key for *message*."""
     if (
         not message.headers
         and not message.properties
         and message.ttl is None
         and message.delay is None
     ):
-        body = amqp.Message(message.body, delivery_mode=2)
-        return body, message.exchange, message.routing_key
+        return _PERSISTENT, message.exchange, message.routing_key
     props = {k: v for k, v in message.properties.items() if k in _BASIC_PROPERTIES}
     props.setdefault("delivery_mode", 2)
     if message.priority or "priority" in props:
@@ -347,13 +352,16 @@ def _message(message: Outgoing) -> tuple[amqp.Message, str, str]:
             # A per-message TTL would end the wait inside a delay level: the
             # consumer drops the message once this time has passed instead.
             headers[EXPIRES_HEADER] = message.expires_at
-        exchange = _delay_name(DELAY_LEVELS - 1)
+        # Enter at the highest level the delay waits in: the levels above
+        # would only pass it down, one topic match per level, before the
+        # publish is confirmed.
+        exchange = _delay_name(delay_seconds(message.delay).bit_length() - 1)
         routing_key = delay_routing_key(message.delay, routing_key)
     elif message.ttl is not None:
         props["expiration"] = str(max(0, math.floor(message.ttl * 1000)))
     if headers:
         props["application_headers"] = headers
-    return amqp.Message(message.body, **props), exchange, routing_key
+    return props, exchange, routing_key
 
 
 def _death_headers(
@@ -704,6 +712,11 @@ class AMQPConsumer(Consumer):
                         transport._scrub(exc),
                     )
                     self._drop()
+        except TransportError as exc:  # refused login: retrying cannot help
+            logger.error("amqp transport %s: %s", transport.url, exc)
+            self._fatal = exc
+            with self._inbox_cond:
+                self._inbox_cond.notify_all()
         except Exception:
             logger.exception(
                 "amqp transport %s: the consumer's I/O thread failed", transport.url
@@ -906,7 +919,7 @@ class AMQPConsumer(Consumer):
                 if outcome == "ack":
                     acks.append(tag)
                 else:
-                    others.append((tag, outcome == "requeue"))
+                    others.append((tag, outcome in RETURNED))
         channel = link.channel
         if acks:
             acks.sort()
@@ -1095,6 +1108,7 @@ class AMQPTransport(Transport):
 
         Raises:
             OSError or amqp.ConnectionError: No endpoint answered (the last error).
+            TransportError: The broker refused the login or the vhost.
         """
         count = len(self._endpoints)
         last: BaseException | None = None
@@ -1117,6 +1131,17 @@ class AMQPTransport(Transport):
             )
             try:
                 connection.connect()
+            except (amqp_errors.AccessRefused, amqp_errors.NotAllowed) as exc:
+                with contextlib.suppress(Exception):
+                    connection.collect()
+                # Retrying cannot help: say which setting to fix.
+                raise TransportError(
+                    f"RabbitMQ at {endpoint.address} refused user "
+                    f"{endpoint.userid!r} on virtual host {endpoint.vhost!r} "
+                    f"({self._scrub(exc)}); check the user name, password and "
+                    "vhost in the broker URL, and the user's permissions "
+                    "(rabbitmqctl list_permissions -p VHOST)"
+                ) from None
             except self.connection_errors as exc:
                 last = exc
                 with contextlib.suppress(Exception):
@@ -1459,14 +1484,12 @@ class AMQPTransport(Transport):
         if any(m.delay is not None for m in messages):
             self._prepare_delays(messages, mandatory)
         try:
-            with self._channel() as channel:
+            with self._channel():
                 link = self._link
                 assert link is not None  # noqa: S101 - for mypy; _channel connected
                 link.returned.clear()
                 nacked = link.nacked
-                publish = channel.basic_publish
-                for message, exchange, routing_key in built:
-                    publish(message, exchange, routing_key, mandatory)
+                self._write_publishes(link, messages, built, mandatory)
                 link.published += len(built)
                 if self.confirm_publish or mandatory:
                     link.wait_confirms(self.confirm_timeout)
@@ -1489,6 +1512,45 @@ class AMQPTransport(Transport):
                 f"routing key {routing_key!r} ({text}); declare and bind a queue, "
                 "or publish without mandatory=True to drop such messages"
             )
+
+    @staticmethod
+    def _write_publishes(
+        link: _Link,
+        messages: list[Outgoing],
+        built: list[tuple[Mapping[str, Any], str, str]],
+        mandatory: bool,
+    ) -> None:
+        """Send the ``basic.publish`` frames of *messages*, about 1 MiB per write.
+
+        Every message is encoded before the first byte is sent: a header AMQP
+        cannot carry fails the whole call with nothing published.
+        """
+        connection = link.connection
+        number, frame_max = link.channel.channel_id, connection.frame_max
+        frames: list[bytes] = []
+        try:
+            for message, (props, exchange, key) in zip(messages, built, strict=True):
+                encode_publish(
+                    frames, number, frame_max, exchange, key, mandatory,
+                    message.body, props,
+                )  # fmt: skip
+        except WireError as exc:
+            raise ValueError(
+                f"cannot publish to exchange {message.exchange!r} routing key "
+                f"{message.routing_key!r}: {exc}; nothing of this call was sent"
+            ) from None
+        write = connection.transport.write
+        pending: list[bytes] = []
+        size = 0
+        for frame in frames:
+            pending.append(frame)
+            size += len(frame)
+            if size >= 1 << 20:
+                write(b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            write(b"".join(pending))
+        connection.bytes_sent += len(messages)  # traffic, for heartbeat_tick
 
     # -- consuming -------------------------------------------------------------------
 
