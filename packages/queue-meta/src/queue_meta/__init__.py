@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .canvas import Signature as Signature
     from .canvas import signature as signature
     from .errors import ConfigurationError as ConfigurationError
+    from .errors import DeliveryLimitError as DeliveryLimitError
     from .errors import Ignore as Ignore
     from .errors import MaxRetriesExceededError as MaxRetriesExceededError
     from .errors import NotRegisteredError as NotRegisteredError
@@ -59,7 +60,8 @@ _WHERE = {
     "get_task_logger": "task",
     **dict.fromkeys(
         (
-            "ConfigurationError", "Ignore", "MaxRetriesExceededError",
+            "ConfigurationError", "DeliveryLimitError", "Ignore",
+            "MaxRetriesExceededError",
             "NotRegisteredError", "QueueMetaError", "Reject", "Retry",
             "SoftTimeLimitExceeded", "TaskRevokedError", "TimeLimitExceeded",
             "TimeoutError", "WorkerLostError",

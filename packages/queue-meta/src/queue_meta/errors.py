@@ -22,6 +22,7 @@ from pools import WorkerLostError as WorkerLostError
 __all__ = [
     "AlreadyRegisteredError",
     "ConfigurationError",
+    "DeliveryLimitError",
     "Ignore",
     "ImproperlyConfiguredError",
     "MaxRetriesExceededError",
@@ -74,6 +75,12 @@ class AlreadyRegisteredError(QueueMetaError, ValueError):
 
 class TimeoutError(QueueMetaError, builtins.TimeoutError):
     """``AsyncResult.get(timeout=...)`` ran out of time."""
+
+
+class DeliveryLimitError(QueueMetaError):
+    """The broker delivered a task ``task_delivery_limit`` times and it never
+    finished: the worker running it stopped each time (killed, crashed, cold
+    shutdown). The message is in the dead-letter queue."""
 
 
 class TaskRevokedError(QueueMetaError):

@@ -39,7 +39,12 @@ from typing import TYPE_CHECKING, Any
 
 from queue_meta import signals, states
 from queue_meta.control import CONTROL_EXCHANGE, REVOKE_EXPIRES, recall_revoked
-from queue_meta.errors import ImproperlyConfiguredError, NotRegisteredError, Retry
+from queue_meta.errors import (
+    DeliveryLimitError,
+    ImproperlyConfiguredError,
+    NotRegisteredError,
+    Retry,
+)
 from queue_meta.messaging import declare_queue, task_queue_entries
 
 from ._ratelimit import TokenBucket, parse_rate
@@ -210,6 +215,9 @@ class Worker:
         self._waiting = 0
         self.eta_limit = conf.worker_eta_limit
         self.eta_horizon = conf.worker_eta_horizon
+        #: task_delivery_limit where the broker counts deliveries (set when
+        #: consuming starts), else None.
+        self._counted_limit: int | None = None
         self._parking: list[tuple[Request, float]] = []
         self._burst = 0
         self._control_queue: str | None = None
@@ -336,6 +344,8 @@ class Worker:
                 AMQP_HOLD_LIMIT,
             )
             self.eta_horizon = AMQP_HOLD_LIMIT
+        if transport.capabilities.delivery_count:
+            self._counted_limit = self.app.conf.task_delivery_limit
         for name in self.queues:
             declare_queue(self.app, name)
         consumer = transport.consumer(self.queues, prefetch=self.prefetch)
@@ -479,6 +489,10 @@ class Worker:
         now = datetime.now(timezone.utc)
         if message.expires is not None and message.expires <= now:
             self._discard(request, "expired")
+            return
+        limit = self._counted_limit
+        if limit is not None and delivery.delivery_count > limit:
+            self._exhausted(request, limit)
             return
         if message.eta is not None and message.eta > now:
             delay = (message.eta - now).total_seconds()
@@ -893,6 +907,25 @@ class Worker:
         for request, requeue in rejects:
             if not request.acked:
                 self._settle(request.delivery, requeue=requeue)
+
+    def _exhausted(self, request: Request, limit: int) -> None:
+        """The broker delivered *request* more than ``task_delivery_limit`` times.
+
+        Each time the worker that had it stopped before finishing it (killed,
+        crashed, cold shutdown; a warm shutdown releases its unstarted tasks
+        uncounted) or the task asked to be requeued (``Reject(requeue=True)``),
+        so a task that kills the whole worker every time goes to the
+        dead-letter queue instead of looping; its result records FAILURE.
+        """
+        reason = (
+            f"delivered {request.delivery.delivery_count - 1} times without "
+            "finishing: the worker running it stopped (or it was requeued) each "
+            f"time (task_delivery_limit {limit})"
+        )
+        self.failed += 1
+        self._store(request.message, states.FAILURE, DeliveryLimitError(reason))
+        where = self._dead_letter(request.delivery, reason)
+        logger.error("Task %s[%s] %s; %s", request.name, request.id, reason, where)
 
     def _requeue_lost(self, request: Request, exc: BaseException) -> None:
         """``reject_on_worker_lost``: the pool process died running *request*.
