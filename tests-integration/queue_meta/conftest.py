@@ -101,9 +101,19 @@ class RunningWorker:
                 pytest.fail(f"the worker did not log {text!r} within {timeout} s")
             time.sleep(0.05)
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Wait until a ping task makes the round trip through the worker."""
+    def wait_ready(
+        self, timeout: float = READY_TIMEOUT, *, logged: bool = True
+    ) -> None:
+        """Wait until the worker logs that it is ready and answers a ping.
+
+        The log line first (unless not *logged* here: ``--logfile``): with
+        several workers on one queue another may answer the ping while this
+        one still starts (and a SIGTERM before its signal handlers are in
+        place would kill it).
+        """
         deadline = time.monotonic() + timeout
+        if logged:
+            self.wait_for_log(" ready.", timeout)
         result = self.module._e2e_ping.delay()
         while True:
             if self.proc.poll() is not None:
@@ -276,7 +286,7 @@ class EndToEnd:
             )  # fmt: skip
         worker = RunningWorker(proc, module, log_path)
         try:
-            worker.wait_ready()
+            worker.wait_ready(logged="--logfile" not in args)
             yield worker
             worker.stop()
             if clean_log:

@@ -7,15 +7,13 @@ exactly once more, and no child of the killed worker survives.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from e2e_helpers import alive, descendants, wait_for
+from e2e_helpers import BROKERS, alive, descendants, wait_for, where
 
 if TYPE_CHECKING:
     from conftest import EndToEnd
-
-BROKERS = ["embedded", "redis_broker", "amqp_broker"]
 
 LONG = """
 app = App(NAME, **APP_OPTIONS)
@@ -31,19 +29,12 @@ def long(path, seconds):
 """
 
 
-def _where(request: pytest.FixtureRequest, broker: str) -> dict[str, Any]:
-    if broker == "embedded":
-        return {}
-    url = request.getfixturevalue(broker)
-    return {"broker": url, "backend": url if broker == "redis_broker" else None}
-
-
 @pytest.mark.parametrize("broker", BROKERS)
 def test_sigkill_mid_task_runs_it_again_exactly_once(
     e2e: EndToEnd, request: pytest.FixtureRequest, broker: str
 ) -> None:
-    where = _where(request, broker)
-    if broker == "embedded":
+    place = where(request, broker)
+    if broker in ("embedded", "postgres_url"):
         # A short lease so that the test does not wait a minute for redelivery.
         source = LONG.replace(
             "App(NAME, **APP_OPTIONS)",
@@ -53,7 +44,7 @@ def test_sigkill_mid_task_runs_it_again_exactly_once(
     else:
         source = LONG
     trace = e2e.home / "trace.txt"
-    with e2e.worker(source, **where, concurrency=1) as first:
+    with e2e.worker(source, **place, concurrency=1) as first:
         module = first.module
         result = module.long.delay(str(trace), 2.0)
         wait_for(trace.exists, 10, "the task did not start")

@@ -242,6 +242,12 @@ class Proxy:
                 continue
             upstream.settimeout(None)
             with self.lock:
+                # Checked again under the lock: a connection accepted just
+                # before a cut must not slip past it.
+                if time.monotonic() < self.down_until:
+                    client.close()
+                    upstream.close()
+                    continue
                 self.sockets += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(
@@ -260,8 +266,8 @@ class Proxy:
 
     def cut(self, seconds: float) -> None:
         """Drop every connection; refuse new ones for *seconds*."""
-        self.down_until = time.monotonic() + seconds
         with self.lock:
+            self.down_until = time.monotonic() + seconds
             doomed, self.sockets = self.sockets, []
         for sock in doomed:
             with contextlib.suppress(OSError):

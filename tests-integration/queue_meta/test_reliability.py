@@ -1,5 +1,5 @@
 """Reliability of the worker under shutdowns and faults, with real ``queue worker``
-processes on the embedded default, Redis and RabbitMQ.
+processes on the embedded default (SQLite), Redis, RabbitMQ and PostgreSQL.
 
 - A warm shutdown (SIGTERM) finishes the running tasks and returns the
   prefetched ones to the queue; a second worker runs those, each exactly once.
@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from e2e_helpers import alive, descendants, wait_for
+from e2e_helpers import BROKERS, SERVERS, alive, descendants, wait_for, where
 
 from queue_meta import TimeLimitExceeded
 
 if TYPE_CHECKING:
     from conftest import EndToEnd, RunningWorker
 
-BROKERS = ["embedded", "redis_broker", "amqp_broker"]
-SERVERS = ["redis_broker", "amqp_broker"]
 
 #: A short lease, so that a killed worker's messages come back within seconds.
 SHORT_LEASE = {"lease": 3.0, "renew_interval": 1.0}
@@ -70,12 +68,7 @@ def _where(
     e2e: EndToEnd, request: pytest.FixtureRequest, broker: str
 ) -> dict[str, Any]:
     """Broker and backend arguments of ``e2e.worker`` for *broker*."""
-    if broker == "embedded":
-        return {}
-    url = request.getfixturevalue(broker)
-    if broker == "redis_broker":
-        return {"broker": url, "backend": url}
-    return {"broker": url, "backend": f"sqlite:///{e2e.home / 'results.db'}"}
+    return where(request, broker, amqp_backend=f"sqlite:///{e2e.home / 'results.db'}")
 
 
 def _source(template: str, broker: str) -> str:
@@ -136,7 +129,10 @@ def test_warm_shutdown_finishes_running_tasks_and_returns_prefetched_ones(
         assert set(trace.starts) == running, trace
         assert set(trace.ends) == running, trace
         assert max(trace.starts.values()) == 1, trace
-        assert 0.5 <= took < 1.5 + 3.0, f"a warm shutdown took {took:.1f} s"
+        # About 1.7 s here (the running task's 1.5 s); the bound leaves room for a
+        # loaded machine (5 s seen in CI) and stays below running the ten
+        # others on two processes (7.5 s more).
+        assert 0.5 <= took < 1.5 + 5.5, f"a warm shutdown took {took:.1f} s"
         assert first.lines("warm shutdown")
         for result in results:
             assert result.state == ("SUCCESS" if result.id in running else "PENDING")
@@ -217,7 +213,7 @@ def test_cold_shutdown_stops_at_once_and_the_broker_delivers_again(
 # -- leases ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("broker", ["embedded", "redis_broker"])
+@pytest.mark.parametrize("broker", ["embedded", "redis_broker", "postgres_url"])
 def test_a_task_longer_than_the_lease_runs_once_with_two_workers(
     e2e: EndToEnd, request: pytest.FixtureRequest, broker: str
 ) -> None:
@@ -278,7 +274,7 @@ def _runs(e2e: EndToEnd) -> collections.Counter[str]:
     return counts
 
 
-@pytest.mark.parametrize("broker", SERVERS)
+@pytest.mark.parametrize("broker", BROKERS)
 def test_random_sigkills_lose_no_task_and_bound_the_duplicates(
     e2e: EndToEnd, request: pytest.FixtureRequest, broker: str
 ) -> None:
@@ -320,7 +316,7 @@ def test_random_sigkills_lose_no_task_and_bound_the_duplicates(
                 time.sleep(0.2)
             now = time.monotonic()
             ran = len(_runs(e2e))
-            if now - began > 55:
+            if now - began > 90:  # 10-40 s here
                 pytest.fail(
                     f"after {now - began:.0f} s, {ran} of {TOTAL} tasks ran and "
                     f"{len(pending)} have no SUCCESS yet; {kills} kills (seed {seed}): "
@@ -349,7 +345,8 @@ def test_random_sigkills_lose_no_task_and_bound_the_duplicates(
     assert kills >= 2, report
     # A kill makes the broker deliver again only what the killed worker held
     # unacknowledged: at most PREFETCH messages (RabbitMQ's basic.qos, the
-    # Redis consumer's window), its running tasks among them. Each of those
+    # window of the Redis and SQL consumers, where an ack counts until the
+    # broker has it), its running tasks among them. Each of those
     # runs at most once more for that kill; no other cause may add any.
     assert duplicates <= kills * PREFETCH, report
 
@@ -397,14 +394,7 @@ def _times(e2e: EndToEnd, kind: str) -> list[float]:
     return sorted(float(w[1]) for w in _trace(e2e).lines if w[0] == kind)
 
 
-@pytest.mark.parametrize(
-    "broker",
-    [
-        "embedded",
-        "redis_broker",
-        "amqp_broker",
-    ],
-)
+@pytest.mark.parametrize("broker", BROKERS)
 def test_rate_limit_keeps_its_rate_and_never_blocks_other_tasks(
     e2e: EndToEnd, request: pytest.FixtureRequest, broker: str
 ) -> None:
