@@ -206,6 +206,15 @@ class TestDelayLevels:
         assert _message(out)[1] == f"qm.delay.{level}"
         assert max(delay_levels(delay)) == level
 
+    def test_a_delay_prefix_names_the_levels(self) -> None:
+        out = Outgoing("tasks", b"x", "", {}, {}, 0, 5.0, None)
+        assert _message(out, "app1.delay.")[1] == "app1.delay.2"
+        hop = {"reason": "expired", "queue": "app1.delay.0"}
+        headers = {"x-death": [hop], "task": "t"}
+        assert _death_headers(headers, {}, "app1.delay.") == {"task": "t"}
+        # Another prefix's queue is a real dead-lettering, not a hop.
+        assert DEATH_REASON in _death_headers(headers, {}, "app2.delay.")
+
     def test_a_delay_through_an_exchange_is_refused(self) -> None:
         out = Outgoing("key", b"x", "events", {}, {}, 0, 3.0, None)
         with pytest.raises(ValueError, match="to queues only"):
@@ -284,6 +293,8 @@ class TestConnect:
             ({"queue_type": "stream"}, "queue_type='stream'"),
             ({"heartbeat": "often"}, "heartbeat='often'"),
             ({"confirm_publish": "maybe"}, "confirm_publish='maybe'"),
+            ({"delay_prefix": ""}, "delay_prefix=''"),
+            ({"delay_prefix": "x" * 201}, "must be 1-200 bytes"),
         ],
     )
     def test_bad_options_are_refused(

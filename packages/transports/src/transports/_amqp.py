@@ -164,6 +164,7 @@ _OPTIONS = {
     "tls_key_file",
     "tls_verify",
     "tls_server_hostname",
+    "delay_prefix",
 }
 
 
@@ -318,14 +319,16 @@ def delay_levels(delay: float) -> list[int]:
     return [n for n in range(DELAY_LEVELS) if whole >> n & 1]
 
 
-def _delay_name(level: int) -> str:
-    return f"{DELAY_PREFIX}{level}"
+def _delay_name(level: int, prefix: str = DELAY_PREFIX) -> str:
+    return f"{prefix}{level}"
 
 
 _PERSISTENT: Mapping[str, Any] = {"delivery_mode": 2}
 
 
-def _message(message: Outgoing) -> tuple[Mapping[str, Any], str, str]:
+def _message(
+    message: Outgoing, delay_prefix: str = DELAY_PREFIX
+) -> tuple[Mapping[str, Any], str, str]:
     """Return the basic properties, exchange and routing key for *message*."""
     if (
         not message.headers
@@ -355,7 +358,8 @@ def _message(message: Outgoing) -> tuple[Mapping[str, Any], str, str]:
         # Enter at the highest level the delay waits in: the levels above
         # would only pass it down, one topic match per level, before the
         # publish is confirmed.
-        exchange = _delay_name(delay_seconds(message.delay).bit_length() - 1)
+        level = delay_seconds(message.delay).bit_length() - 1
+        exchange = _delay_name(level, delay_prefix)
         routing_key = delay_routing_key(message.delay, routing_key)
     elif message.ttl is not None:
         props["expiration"] = str(max(0, math.floor(message.ttl * 1000)))
@@ -365,7 +369,9 @@ def _message(message: Outgoing) -> tuple[Mapping[str, Any], str, str]:
 
 
 def _death_headers(
-    headers: dict[str, Any], limits: Mapping[str, QueueSpec]
+    headers: dict[str, Any],
+    limits: Mapping[str, QueueSpec],
+    delay_prefix: str = DELAY_PREFIX,
 ) -> dict[str, Any]:
     """Add our ``x-death-*`` headers from RabbitMQ's ``x-death``; drop delay hops."""
     deaths = headers.get("x-death")
@@ -376,7 +382,7 @@ def _death_headers(
         for entry in deaths
         if not (
             isinstance(entry, dict)
-            and str(entry.get("queue", "")).startswith(DELAY_PREFIX)
+            and str(entry.get("queue", "")).startswith(delay_prefix)
         )
     ]
     if len(kept) != len(deaths):
@@ -385,7 +391,7 @@ def _death_headers(
             headers["x-death"] = kept
         else:
             del headers["x-death"]
-        if str(headers.get("x-first-death-queue", "")).startswith(DELAY_PREFIX):
+        if str(headers.get("x-first-death-queue", "")).startswith(delay_prefix):
             for key in (
                 "x-first-death-queue",
                 "x-first-death-reason",
@@ -1006,6 +1012,7 @@ class AMQPTransport(Transport):
         tls_verify: bool | str = True,
         tls_server_hostname: str | None = None,
         ssl_options: Mapping[str, Any] | None = None,
+        delay_prefix: str = DELAY_PREFIX,
         **options: Any,
     ) -> None:
         super().__init__(url, **options)
@@ -1025,6 +1032,7 @@ class AMQPTransport(Transport):
             "tls_key_file": tls_key_file,
             "tls_verify": tls_verify,
             "tls_server_hostname": tls_server_hostname,
+            "delay_prefix": delay_prefix,
         }
         # Keyword options win over the URL's query string.
         defaults = AMQPTransport.__init__.__kwdefaults__ or {}
@@ -1049,6 +1057,18 @@ class AMQPTransport(Transport):
                 "'classic' or 'quorum'"
             )
         self.queue_type = kind
+        prefix = str(merged["delay_prefix"])
+        if not prefix or len(prefix.encode()) > 200:
+            raise InvalidURLError(
+                f"option delay_prefix={prefix!r} of {where} must be 1-200 bytes "
+                f"(the delay levels are named prefix + 0..27; default {DELAY_PREFIX!r})"
+            )
+        #: Prefix of this transport's delay levels (``<prefix>0`` .. ``<prefix>27``).
+        self.delay_prefix = prefix
+        #: The topic exchange the last level dead-letters into.
+        self.delay_exchange = (
+            DELAY_EXCHANGE if prefix == DELAY_PREFIX else f"{prefix}deliver"
+        )
         #: A unique token in every connection's ``connection_name`` property.
         self.token = uuid.uuid4().hex[:16]
         self.connection_name = str(merged["connection_name"])
@@ -1429,40 +1449,60 @@ class AMQPTransport(Transport):
     # -- delayed delivery ------------------------------------------------------------
 
     def _declare_delay_levels(self, channel: Any) -> None:
-        """Declare the TTL levels (idempotent); done once per transport."""
-        channel.exchange_declare(
-            DELAY_EXCHANGE, "topic", durable=True, auto_delete=False
-        )
+        """Declare the TTL levels (idempotent); done once per transport.
+
+        Every declaration is sent ``nowait``: a ``queue.declare-ok`` carries the
+        queue's message count, which RabbitMQ asks the queue itself for, and a
+        level busy dead-lettering a burst of expired messages answers only
+        when done (a first delayed publish was seen to wait 12 s). The closing
+        declaration waits, so an error of any of them surfaces here.
+        """
+        exchange_kind = {"durable": True, "auto_delete": False}
         for level in range(DELAY_LEVELS):
-            name = _delay_name(level)
-            below = _delay_name(level - 1) if level else DELAY_EXCHANGE
-            channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
+            name = _delay_name(level, self.delay_prefix)
+            below = (
+                _delay_name(level - 1, self.delay_prefix)
+                if level
+                else self.delay_exchange
+            )
+            if not level:
+                channel.exchange_declare(below, "topic", nowait=True, **exchange_kind)
+            channel.exchange_declare(name, "topic", nowait=True, **exchange_kind)
             channel.queue_declare(
                 name,
                 durable=True,
                 auto_delete=False,
+                nowait=True,
                 arguments={
                     "x-message-ttl": 1000 * 2**level,
                     "x-dead-letter-exchange": below,
                 },
             )
             prefix = "*." * (DELAY_LEVELS - 1 - level)
-            channel.queue_bind(name, name, prefix + "1.#")
-            channel.exchange_bind(below, name, prefix + "0.#")
+            channel.queue_bind(name, name, prefix + "1.#", nowait=True)
+            channel.exchange_bind(below, name, prefix + "0.#", nowait=True)
+        channel.exchange_declare(self.delay_exchange, "topic", **exchange_kind)
         self._delays_ready = True
 
     def _prepare_delays(self, messages: list[Outgoing], mandatory: bool) -> None:
         targets = {m.routing_key for m in messages if m.delay is not None}
         if not targets:
             return
-        with self._channel() as channel:
-            if not self._delays_ready:
-                self._declare_delay_levels(channel)
+        try:
+            with self._channel() as channel:
+                if not self._delays_ready:
+                    self._declare_delay_levels(channel)
+        except amqp_errors.PreconditionFailed as exc:
+            raise TransportError(
+                f"RabbitMQ refused the delay levels {self.delay_prefix}0.."
+                f"{DELAY_LEVELS - 1}: {exc.reply_text}; they exist with other "
+                "arguments: delete them or choose another delay_prefix"
+            ) from None
         for queue in sorted(targets):
             try:
                 with self._channel() as channel:
                     channel.queue_bind(
-                        queue, DELAY_EXCHANGE, "*." * DELAY_LEVELS + queue
+                        queue, self.delay_exchange, "*." * DELAY_LEVELS + queue
                     )
             except amqp_errors.NotFound:
                 if mandatory:
@@ -1477,10 +1517,31 @@ class AMQPTransport(Transport):
                     queue,
                 )
 
+    def delete_delay_levels(self) -> int:
+        """Delete this transport's delay levels and every message waiting in them.
+
+        The levels are shared by every queue (and every application) using
+        the same ``delay_prefix`` on the virtual host: call this only when
+        nothing else still waits in them, e.g. when retiring a prefix or at
+        the end of a test that used its own. Returns the number of messages
+        dropped; levels already gone count zero.
+        """
+        dropped = 0
+        with self._lock:
+            for level in range(DELAY_LEVELS):
+                name = _delay_name(level, self.delay_prefix)
+                with self._channel() as channel:
+                    dropped += channel.queue_delete(name) or 0
+                    channel.exchange_delete(name)
+            with self._channel() as channel:
+                channel.exchange_delete(self.delay_exchange)
+            self._delays_ready = False
+        return dropped
+
     # -- publishing ------------------------------------------------------------------
 
     def _publish(self, messages: list[Outgoing], mandatory: bool) -> None:
-        built = [_message(m) for m in messages]
+        built = [_message(m, self.delay_prefix) for m in messages]
         if any(m.delay is not None for m in messages):
             self._prepare_delays(messages, mandatory)
         try:
@@ -1566,9 +1627,9 @@ class AMQPTransport(Transport):
         else:
             delivery_count = 2 if redelivered else 1
         if "x-death" in headers:
-            headers = _death_headers(headers, self._queues)
+            headers = _death_headers(headers, self._queues, self.delay_prefix)
         exchange, routing_key = info["exchange"], info["routing_key"]
-        if exchange == DELAY_EXCHANGE:
+        if exchange == self.delay_exchange:
             exchange, routing_key = "", routing_key.split(".", DELAY_LEVELS)[-1]
         return Delivery(
             body=message.body,
