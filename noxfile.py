@@ -349,5 +349,15 @@ def bench(session: nox.Session) -> None:
             # Measured beside queue-meta in the same run; only this venv has it.
             session.install("celery[redis]>=5.5,<5.8")
         _install_local(session, *_with_dependencies(package))
+        # Byte-compile what was installed, as pip does for users: with
+        # PYTHONDONTWRITEBYTECODE set (CI machines often set it) every worker
+        # start would compile redis-py's 12,500-line commands module anew,
+        # +17 MiB of RSS and a third of a second, on both sides.
+        session.run(
+            "python", "-c",
+            "import compileall, sysconfig; "
+            "compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=1)",
+            silent=True,
+        )  # fmt: skip
         for script in scripts:
             session.run("python", str(script), *args)
