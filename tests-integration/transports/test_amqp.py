@@ -165,86 +165,81 @@ def test_many_threads_publish_and_ack_safely(amqp_url: str, unique_name: Names) 
 # -- delay levels ----------------------------------------------------------------------
 
 
-def test_a_delay_prefix_gives_private_levels_that_can_be_deleted(
-    amqp_url: str, unique_name: Names, rabbitmqctl: str
-) -> None:
+@pytest.fixture
+def private_levels(
+    amqp_url: str, unique_name: Names
+) -> Iterator[tuple[Transport, str, str]]:
+    """A transport with delay levels of its own, a queue and the prefix."""
     prefix = unique_name("delay") + "."
     queue = unique_name("amqp_delay")
     with connect(amqp_url, delay_prefix=prefix) as transport:
         transport.declare_queue(queue)
         try:
-            transport.publish(queue, b"soon", delay=1.0)
-            transport.publish_many([Message(queue, b"late", delay=3600.0)] * 3)
-            with transport.consumer([queue], prefetch=5) as consumer:
-                (soon,) = collect(consumer, 1, timeout=6.0)
-                assert soon.body == b"soon"
-                assert (soon.exchange, soon.routing_key) == ("", queue)
-                soon.ack()
-            listed = _ctl("list_queues", "name", "messages").splitlines()
-            mine = dict(line.split("\t") for line in listed if line.startswith(prefix))
-            assert len(mine) == 28
-            assert mine[f"{prefix}11"] == "3"  # 3600 s enters at 2048 s
-            assert transport.delete_delay_levels() == 3  # type: ignore[attr-defined]
-            listed = _ctl("list_queues", "name").splitlines()
-            assert not any(line.startswith(prefix) for line in listed)
-            exchanges = _ctl("list_exchanges", "name").splitlines()
-            assert not any(line.startswith(prefix) for line in exchanges)
-            # Publishing a delay again declares the levels again.
-            transport.publish(queue, b"again", delay=1.0)
-            with transport.consumer([queue], prefetch=5) as consumer:
-                (again,) = collect(consumer, 1, timeout=6.0)
-                again.ack()
+            yield transport, queue, prefix
         finally:
             transport.delete_delay_levels()  # type: ignore[attr-defined]
             transport.delete_queue(queue)
+
+
+def test_a_delay_prefix_gives_private_levels_that_can_be_deleted(
+    private_levels: tuple[Transport, str, str], rabbitmqctl: str
+) -> None:
+    transport, queue, prefix = private_levels
+    transport.publish(queue, b"soon", delay=1.0)
+    transport.publish_many([Message(queue, b"late", delay=3600.0)] * 3)
+    with transport.consumer([queue], prefetch=5) as consumer:
+        (soon,) = collect(consumer, 1, timeout=6.0)
+        assert soon.body == b"soon"
+        assert (soon.exchange, soon.routing_key) == ("", queue)
+        soon.ack()
+    listed = _ctl("list_queues", "name", "messages").splitlines()
+    mine = dict(line.split("\t") for line in listed if line.startswith(prefix))
+    assert len(mine) == 28
+    assert mine[f"{prefix}11"] == "3"  # 3600 s enters at 2048 s
+    assert transport.delete_delay_levels() == 3  # type: ignore[attr-defined]
+    listed = _ctl("list_queues", "name").splitlines()
+    assert not any(line.startswith(prefix) for line in listed)
+    exchanges = _ctl("list_exchanges", "name").splitlines()
+    assert not any(line.startswith(prefix) for line in exchanges)
+    # Publishing a delay again declares the levels again.
+    transport.publish(queue, b"again", delay=1.0)
+    with transport.consumer([queue], prefetch=5) as consumer:
+        (again,) = collect(consumer, 1, timeout=6.0)
+        again.ack()
 
 
 def test_levels_declared_otherwise_are_a_clear_error(
-    amqp_url: str, unique_name: Names
+    private_levels: tuple[Transport, str, str],
 ) -> None:
-    prefix = unique_name("delay") + "."
-    queue = unique_name("amqp_delay")
-    with connect(amqp_url, delay_prefix=prefix) as transport:
-        transport.declare_queue(queue)
-        transport.declare_queue(f"{prefix}3")  # a plain queue under a level's name
-        try:
-            with pytest.raises(TransportError, match="delete them or choose another"):
-                transport.publish(queue, b"x", delay=8.0)
-            transport.publish(queue, b"plain")  # the channel was reopened
-            assert transport.size(queue) == 1
-        finally:
-            transport.delete_delay_levels()  # type: ignore[attr-defined]
-            transport.delete_queue(queue)
+    transport, queue, prefix = private_levels
+    transport.declare_queue(f"{prefix}3")  # a plain queue under a level's name
+    with pytest.raises(TransportError, match="delete them or choose another"):
+        transport.publish(queue, b"x", delay=8.0)
+    transport.publish(queue, b"plain")  # the channel was reopened
+    assert transport.size(queue) == 1
 
 
 def test_a_level_busy_with_a_burst_does_not_hold_up_a_new_publisher(
-    amqp_url: str, unique_name: Names
+    amqp_url: str, private_levels: tuple[Transport, str, str]
 ) -> None:
     # queue.declare-ok carries a message count that RabbitMQ asks the queue
     # for: a level dead-lettering a burst answers only when done (12 s seen
     # with 50,000 messages); the levels are declared nowait.
-    prefix = unique_name("delay") + "."
-    queue = unique_name("amqp_burst")
-    with connect(amqp_url, delay_prefix=prefix) as transport:
-        transport.declare_queue(queue)
-        try:
-            started = time.monotonic()
-            for _ in range(10):
-                transport.publish_many([Message(queue, b"x" * 500, delay=20.0)] * 5000)
-            took: list[float] = []
-            while time.monotonic() < started + 21.0:
-                time.sleep(0.1)
-            while len(took) < 4 and transport.size(queue) < 50_000:
-                with connect(amqp_url, delay_prefix=prefix) as second:
-                    begun = time.monotonic()
-                    second.publish(queue, b"probe", delay=1.0)
-                    took.append(time.monotonic() - begun)
-                time.sleep(0.5)
-            assert took, "the burst was over before a publisher came"
-            assert max(took) < 1.5, f"a first delayed publish waited {max(took):.1f} s"
-        finally:
-            transport.delete_delay_levels()  # type: ignore[attr-defined]
-            transport.delete_queue(queue)
+    transport, queue, prefix = private_levels
+    started = time.monotonic()
+    for _ in range(10):
+        transport.publish_many([Message(queue, b"x" * 500, delay=20.0)] * 5000)
+    took: list[float] = []
+    while time.monotonic() < started + 21.0:
+        time.sleep(0.1)
+    while len(took) < 4 and transport.size(queue) < 50_000:
+        with connect(amqp_url, delay_prefix=prefix) as second:
+            begun = time.monotonic()
+            second.publish(queue, b"probe", delay=1.0)
+            took.append(time.monotonic() - begun)
+        time.sleep(0.5)
+    assert took, "the burst was over before a publisher came"
+    assert max(took) < 1.5, f"a first delayed publish waited {max(took):.1f} s"
 
 
 # -- reconnects ------------------------------------------------------------------------
