@@ -1066,9 +1066,7 @@ class AMQPTransport(Transport):
         #: Prefix of this transport's delay levels (``<prefix>0`` .. ``<prefix>27``).
         self.delay_prefix = prefix
         #: The topic exchange the last level dead-letters into.
-        self.delay_exchange = (
-            DELAY_EXCHANGE if prefix == DELAY_PREFIX else f"{prefix}deliver"
-        )
+        self.delay_exchange = f"{prefix}deliver"  # DELAY_EXCHANGE by default
         #: A unique token in every connection's ``connection_name`` property.
         self.token = uuid.uuid4().hex[:16]
         self.connection_name = str(merged["connection_name"])
@@ -1458,6 +1456,10 @@ class AMQPTransport(Transport):
         declaration waits, so an error of any of them surfaces here.
         """
         exchange_kind = {"durable": True, "auto_delete": False}
+        # The last level's target first: level 0 binds to it.
+        channel.exchange_declare(
+            self.delay_exchange, "topic", nowait=True, **exchange_kind
+        )
         for level in range(DELAY_LEVELS):
             name = _delay_name(level, self.delay_prefix)
             below = (
@@ -1465,8 +1467,6 @@ class AMQPTransport(Transport):
                 if level
                 else self.delay_exchange
             )
-            if not level:
-                channel.exchange_declare(below, "topic", nowait=True, **exchange_kind)
             channel.exchange_declare(name, "topic", nowait=True, **exchange_kind)
             channel.queue_declare(
                 name,
@@ -1481,6 +1481,7 @@ class AMQPTransport(Transport):
             prefix = "*." * (DELAY_LEVELS - 1 - level)
             channel.queue_bind(name, name, prefix + "1.#", nowait=True)
             channel.exchange_bind(below, name, prefix + "0.#", nowait=True)
+        # Waits: RabbitMQ answers in order, so every declaration above is done.
         channel.exchange_declare(self.delay_exchange, "topic", **exchange_kind)
         self._delays_ready = True
 
@@ -1527,14 +1528,12 @@ class AMQPTransport(Transport):
         dropped; levels already gone count zero.
         """
         dropped = 0
-        with self._lock:
+        with self._channel() as channel:
             for level in range(DELAY_LEVELS):
                 name = _delay_name(level, self.delay_prefix)
-                with self._channel() as channel:
-                    dropped += channel.queue_delete(name) or 0
-                    channel.exchange_delete(name)
-            with self._channel() as channel:
-                channel.exchange_delete(self.delay_exchange)
+                dropped += channel.queue_delete(name) or 0
+                channel.exchange_delete(name)
+            channel.exchange_delete(self.delay_exchange)
             self._delays_ready = False
         return dropped
 
