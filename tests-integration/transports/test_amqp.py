@@ -128,6 +128,43 @@ def test_heartbeats_flow_while_the_consuming_thread_is_busy(
             transport.delete_queue(queue)
 
 
+def test_deliveries_of_every_size_arrive_whole(
+    amqp_url: str, unique_name: Names
+) -> None:
+    """Bodies spanning many frames and socket reads, and empty ones, with headers.
+
+    The consumer splits and decodes frames itself; a body larger than its
+    64 KiB reads and RabbitMQ's frame size comes in many pieces.
+    """
+    queue = unique_name("amqp_sizes")
+    sizes = [0, 1, 65_535, 131_064, 131_073, 1_048_579, 8 * 1_048_576 + 7]
+    headers = {"n": 1, "text": "n\u00e9e", "list": [1, "two", None], "map": {"a": 1.5}}
+    with connect(amqp_url) as transport:
+        transport.declare_queue(queue)
+        try:
+            transport.publish_many(
+                Message(
+                    queue,
+                    bytes([size % 251]) * size,
+                    headers={**headers, "size": size},
+                    properties={"content_type": "application/x-test", "priority": 3},
+                )
+                for size in sizes
+            )
+            with transport.consumer([queue], prefetch=len(sizes)) as consumer:
+                got = collect(consumer, len(sizes), timeout=30.0)
+                transport.ack_many(got)
+            assert [len(d.body) for d in got] == sizes
+            for delivery, size in zip(got, sizes, strict=True):
+                assert delivery.body == bytes([size % 251]) * size
+                assert delivery.headers == {**headers, "size": size}
+                assert delivery.properties["content_type"] == "application/x-test"
+                assert delivery.properties["priority"] == 3
+            assert transport.size(queue) == 0
+        finally:
+            transport.delete_queue(queue)
+
+
 def test_many_threads_publish_and_ack_safely(amqp_url: str, unique_name: Names) -> None:
     queue = unique_name("amqp_threads")
     with connect(amqp_url) as transport:

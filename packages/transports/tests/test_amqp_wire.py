@@ -1,4 +1,5 @@
-"""Our ``basic.publish`` frames are byte for byte the ones py-amqp writes."""
+"""Our ``basic.publish`` frames are byte for byte the ones py-amqp writes, and
+our ``basic.deliver`` decoding gives what py-amqp's does."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import pytest
 
 amqp = pytest.importorskip("amqp")
 
-from amqp.method_framing import frame_writer  # noqa: E402
-from amqp.serialization import dumps  # noqa: E402
+from amqp.method_framing import frame_handler, frame_writer  # noqa: E402
+from amqp.serialization import dumps, loads  # noqa: E402
 
-from transports._amqp_wire import WireError, encode_publish  # noqa: E402
+from transports._amqp_wire import (  # noqa: E402
+    FrameSplitter,
+    WireError,
+    decode_table,
+    encode_publish,
+    encode_table,
+)
 
 FRAME_MAX = 4096
 
@@ -107,3 +114,143 @@ def test_a_value_amqp_cannot_carry_names_its_header() -> None:
 def test_a_routing_key_longer_than_a_shortstr_is_refused() -> None:
     with pytest.raises(WireError, match="255 bytes"):
         _ours("", "k" * 256, False, b"x", {})
+
+
+# -- decoding deliveries ---------------------------------------------------------------
+
+_DELIVERIES = [
+    ("ctag-1", 1, False, "", "celery", b"[[2, 2], {}, {}]", {
+        "correlation_id": "8c3b3a36", "reply_to": "4f2e", "delivery_mode": 2,
+        "content_type": "application/json", "content_encoding": "utf-8",
+        "priority": 0, "application_headers": CELERY_HEADERS,
+    }),
+    ("ctag-2", 2**40, True, "events", "task.sent", b"", {"delivery_mode": 2}),
+    ("c", 3, False, "x", "q", bytes(range(256)) * 40, {  # three body frames
+        "expiration": "1500", "message_id": "m", "timestamp": 1_700_000_000,
+        "type": "t", "user_id": "guest", "app_id": "a", "cluster_id": "c",
+    }),
+    ("c", 4, True, "", "q", b"x", {"application_headers": {
+        "float": 1.5, "big": 2**40, "negative": -7, "bool": True,
+        "bytes": b"\x00\xff", "nested": {"list": [1, "two", None, [3.0]]},
+        "decimal": Decimal("-12.34"), "unicode": "n\u00e9e",
+        "when": datetime.datetime(2026, 11, 21, 12, 0, 0),
+    }}),
+    ("c", 5, False, "", "q", b"x", {}),
+]  # fmt: skip
+
+
+def _deliver_frames(channel: int, delivery: tuple[Any, ...]) -> bytes:
+    tag, number, redelivered, exchange, key, body, properties = delivery
+    sink = _Sink()
+    args = dumps("sLbss", (tag, number, redelivered, exchange, key))
+    frame_writer(sink, sink)(
+        1, channel, (60, 60), args, amqp.Message(body, **properties)
+    )
+    return b"".join(sink.written)
+
+
+def _split_frames(data: bytes) -> list[tuple[int, int, bytes]]:
+    frames, pos = [], 0
+    while pos < len(data):
+        kind = data[pos]
+        channel = int.from_bytes(data[pos + 1 : pos + 3], "big")
+        size = int.from_bytes(data[pos + 3 : pos + 7], "big")
+        frames.append((kind, channel, data[pos + 7 : pos + 7 + size]))
+        pos += 8 + size
+    return frames
+
+
+def _py_amqp_reads(data: bytes) -> list[tuple[Any, ...]]:
+    """What py-amqp makes of *data*: (channel, args..., properties, body)."""
+    seen: list[tuple[Any, ...]] = []
+
+    class _Connection:
+        bytes_recv = 0
+
+    def on_method(channel: int, sig: Any, payload: bytes, content: Any) -> None:
+        args, _ = loads("sLbss", payload, 4)
+        # py-amqp leaves an empty body as its default, the str ""
+        seen.append((channel, *args, content.properties, content.body or b""))
+
+    handle = frame_handler(_Connection(), on_method)
+    for frame in _split_frames(data):
+        handle(frame)
+    return seen
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[Any, ...]] = []
+        self.frames: list[tuple[int, int, bytes]] = []
+        self.splitter = FrameSplitter(self.on_deliver, self.frames.append)
+
+    def on_deliver(self, channel: int, *rest: Any) -> None:
+        self.deliveries.append((channel, *rest))
+
+    def feed(self, data: bytes, step: int) -> bytes:
+        """Feed *data* *step* bytes at a time, as reads would; the rest left."""
+        pending = b""
+        for start in range(0, len(data), step):
+            pending += data[start : start + step]
+            self.splitter.split(pending)
+            assert self.splitter.needed >= 1
+            pending = pending[self.splitter.handled :]
+        return pending
+
+
+@pytest.mark.parametrize("delivery", _DELIVERIES, ids=range(len(_DELIVERIES)))
+def test_a_delivery_decodes_as_py_amqp_decodes_it(delivery: tuple[Any, ...]) -> None:
+    data = _deliver_frames(7, delivery)
+    expected = _py_amqp_reads(data)
+    for step in (len(data), 1, 3, 100, 4096):
+        got = _Collect()
+        assert got.feed(data, step) == b""
+        assert got.deliveries == expected, step
+        assert got.frames == []
+        assert got.splitter.frames == len(_split_frames(data))
+
+
+def test_other_frames_go_to_py_amqp_in_order() -> None:
+    heartbeat = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+    ack = b"\x01\x00\x01\x00\x00\x00\x0d\x00\x3c\x00\x50" + bytes(9) + b"\xce"
+    data = heartbeat + _deliver_frames(1, _DELIVERIES[0]) + ack + heartbeat
+    got = _Collect()
+    assert got.feed(data, 5) == b""
+    assert got.frames == [(8, 0, b""), (1, 1, ack[7:-1]), (8, 0, b"")]
+    assert [d[2] for d in got.deliveries] == [1]
+
+
+def test_a_partial_delivery_waits_whole() -> None:
+    data = _deliver_frames(1, _DELIVERIES[2])
+    got = _Collect()
+    assert got.feed(data[:-1], len(data)) == data[:-1]
+    assert got.deliveries == []
+    assert got.splitter.frames == 0
+    assert got.splitter.needed >= 1
+
+
+def test_an_undecodable_property_list_is_handed_over_as_the_error() -> None:
+    # application_headers with a field of unknown type 'Z'
+    data = bytearray(_deliver_frames(1, ("c", 9, False, "", "q", b"x", {
+        "application_headers": {"k": 1},
+    })))  # fmt: skip
+    data[data.index(b"\x01kI") + 2] = ord("Z")
+    got = _Collect()
+    got.feed(bytes(data), len(data))
+    ((*_, properties, body),) = got.deliveries
+    assert isinstance(properties, WireError)
+    assert body == b"x"
+
+
+def test_a_frame_without_its_end_octet_is_an_error() -> None:
+    with pytest.raises(WireError, match="frame-end"):
+        _Collect().splitter.split(b"\x08\x00\x00\x00\x00\x00\x00\x00")
+
+
+def test_tables_round_trip() -> None:
+    table = {"a": 1, "b": "two", "c": [1.5, None, {"d": True}], "e": b"\xff"}
+    decoded, end = decode_table(encode_table(table))
+    assert decoded == table
+    assert end == len(encode_table(table))
+    with pytest.raises(WireError, match="past the end"):
+        decode_table(encode_table(table)[:-2])

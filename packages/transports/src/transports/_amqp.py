@@ -68,7 +68,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import _native
-from ._amqp_wire import WireError, encode_publish
+from ._amqp_wire import DeliverHandler, FrameSplitter, WireError, encode_publish
 from ._url import mask_url, to_bool, to_float
 from .base import (
     DEATH_COUNT,
@@ -427,13 +427,23 @@ def _death_headers(
 class _Link:
     """One AMQP connection and its channel (with publisher confirms on)."""
 
-    def __init__(self, connection: amqp.Connection, *, confirms: bool) -> None:
+    def __init__(
+        self,
+        connection: amqp.Connection,
+        *,
+        confirms: bool,
+        on_deliver: DeliverHandler | None = None,
+    ) -> None:
         self.connection = connection
         self.confirms = confirms
         self.channel: Any = None
+        self.recv: _BufferedRecv | None = None
+        self.splitter: FrameSplitter | None = None
         transport = connection.transport
         if not isinstance(transport.sock, ssl_module.SSLSocket):
-            transport._quick_recv = _BufferedRecv(transport.sock)
+            self.recv = transport._quick_recv = _BufferedRecv(transport.sock)
+            if on_deliver is not None:
+                self.splitter = FrameSplitter(on_deliver, connection.on_inbound_frame)
         self.open_channel()
 
     def open_channel(self) -> None:
@@ -494,15 +504,49 @@ class _Link:
         """Handle the frames already received, without blocking.
 
         One non-blocking section for the whole burst: ``drain_events(timeout=0)``
-        would switch the socket's timeout twice per frame.
+        would switch the socket's timeout twice per frame. A consumer's link
+        splits what it reads itself (:class:`FrameSplitter`: deliveries decoded
+        here, other frames to py-amqp).
         """
         connection = self.connection
         transport = connection.transport
-        handle = connection.on_inbound_frame
-        read = transport.read_frame
-        with contextlib.suppress(socket.timeout), transport.having_timeout(0):
-            while True:
-                handle(read())
+        splitter, recv = self.splitter, self.recv
+        if splitter is None or recv is None:
+            handle = connection.on_inbound_frame
+            read = transport.read_frame
+            with contextlib.suppress(socket.timeout), transport.having_timeout(0):
+                while True:
+                    handle(read())
+            return
+        pending = recv.buffer
+        if transport._read_buffer:  # py-amqp kept a frame's start after a timeout
+            pending = bytes(transport._read_buffer) + pending
+            transport._read_buffer = type(transport._read_buffer)()
+        recv.buffer = b""
+        try:
+            with transport.having_timeout(0) as sock:
+                while True:
+                    if pending:
+                        splitter.split(pending)
+                        pending = pending[splitter.handled :]
+                        splitter.handled = 0
+                    try:
+                        data = sock.recv(max(65536, splitter.needed - len(pending)))
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    if not data:
+                        raise amqp_errors.RecoverableConnectionError(
+                            "RabbitMQ closed the connection"
+                        )
+                    pending = pending + data if pending else data
+        except WireError as exc:
+            raise amqp_errors.UnexpectedFrame(f"malformed frames: {exc}") from None
+        finally:
+            recv.buffer = pending[splitter.handled :]
+            splitter.handled = 0
+            recv.stalled = bool(recv.buffer)  # part of a frame: wait for the socket
+            connection.bytes_recv += splitter.frames
+            splitter.frames = 0
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -519,13 +563,16 @@ class _BufferedRecv:
     (timeouts, EAGAIN) reach py-amqp unchanged when the buffer is empty.
     """
 
-    __slots__ = ("buffer", "sock")
+    __slots__ = ("buffer", "sock", "stalled")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        #: The buffer holds only the start of a frame (no use reading it yet).
+        self.stalled = False
 
     def __call__(self, size: int) -> bytes:
+        self.stalled = False
         buffer = self.buffer
         if not buffer:
             buffer = self.sock.recv(max(size, 65536))
@@ -555,7 +602,8 @@ def _readable(connection: amqp.Connection, wake: socket.socket, wait: float) -> 
         return True
     if connection.transport._read_buffer:
         return True
-    if getattr(connection.transport._quick_recv, "buffer", None):
+    recv = connection.transport._quick_recv
+    if getattr(recv, "buffer", None) and not recv.stalled:
         return True
     ready, _, _ = select.select([sock, wake], [], [], max(0.0, wait))
     if wake in ready:
@@ -591,7 +639,8 @@ class AMQPConsumer(Consumer):
         self._fatal: TransportError | None = None
         self._link: _Link | None = None
         self._link_generation = 0
-        self._consuming: dict[str, str] = {}
+        self._consuming: dict[str, str] = {}  # queue: consumer tag
+        self._by_tag: dict[str, str] = {}  # consumer tag: queue
         self._missing: dict[str, float] = {}
         self._outstanding: set[int] = set()
         self._resync = True
@@ -777,7 +826,7 @@ class AMQPConsumer(Consumer):
         transport = self.transport
         connection = transport._connect("consumer")
         try:
-            link = _Link(connection, confirms=False)
+            link = _Link(connection, confirms=False, on_deliver=self._on_deliver)
             self._qos = self.prefetch
             self._global_qos = not self._any_quorum()
             link.channel.basic_qos(0, self._qos, self._global_qos)
@@ -788,6 +837,7 @@ class AMQPConsumer(Consumer):
         self._link = link
         self._link_generation += 1
         self._consuming = {}
+        self._by_tag = {}
         self._outstanding = set()
         self._resync = True
         if self._link_generation > 1:
@@ -850,7 +900,9 @@ class AMQPConsumer(Consumer):
         channel = link.channel
         for queue in list(self._consuming):
             if queue not in wanted:
-                channel.basic_cancel(self._consuming.pop(queue))
+                consumer_tag = self._consuming.pop(queue)
+                self._by_tag.pop(consumer_tag, None)
+                channel.basic_cancel(consumer_tag)
         for queue in list(self._missing):
             if queue not in wanted:
                 del self._missing[queue]
@@ -871,11 +923,13 @@ class AMQPConsumer(Consumer):
                 self._missing[queue] = now + 2.0
                 continue
             self._missing.pop(queue, None)
-            self._consuming[queue] = channel.basic_consume(
+            consumer_tag = channel.basic_consume(
                 queue,
                 callback=functools.partial(self._on_message, queue),
                 on_cancel=functools.partial(self._on_cancel, queue),
             )
+            self._consuming[queue] = consumer_tag
+            self._by_tag[consumer_tag] = queue
         self._synced.set()
 
     def _on_cancel(self, queue: str, consumer_tag: str) -> None:
@@ -887,13 +941,66 @@ class AMQPConsumer(Consumer):
             queue,
         )
         self._consuming.pop(queue, None)
+        self._by_tag.pop(consumer_tag, None)
         self._missing[queue] = time.monotonic() + 2.0
 
     def _on_message(self, queue: str, message: Any) -> None:
+        """A delivery py-amqp decoded (one read while a method awaited its reply)."""
         info = message.delivery_info
-        tag = info["delivery_tag"]
-        props = message.properties
-        headers = props.get("application_headers") or {}
+        self._accept(
+            queue,
+            info["delivery_tag"],
+            info["redelivered"],
+            info["exchange"],
+            info["routing_key"],
+            dict(message.properties),
+            message.body or b"",  # py-amqp's empty body is the str ""
+        )
+
+    def _on_deliver(
+        self,
+        channel: int,
+        consumer_tag: str,
+        delivery_tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: dict[str, Any] | WireError,
+        body: bytes,
+    ) -> None:
+        """A delivery :class:`FrameSplitter` decoded."""
+        link = self._link
+        assert link is not None  # noqa: S101 - for mypy; only while it reads
+        queue = self._by_tag.get(consumer_tag)
+        if queue is None or channel != link.channel.channel_id:
+            # A consumer cancelled since (py-amqp does the same).
+            link.connection.channels[channel].basic_reject(delivery_tag, True)
+            return
+        if isinstance(properties, WireError):
+            logger.error(
+                "amqp transport %s: rejected (dead-lettered) a message of queue %r "
+                "whose properties cannot be decoded: %s",
+                self.transport.url,
+                queue,
+                properties,
+            )
+            link.channel.basic_reject(delivery_tag, False)
+            return
+        self._accept(
+            queue, delivery_tag, redelivered, exchange, routing_key, properties, body
+        )
+
+    def _accept(
+        self,
+        queue: str,
+        tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: dict[str, Any],
+        body: bytes,
+    ) -> None:
+        headers = properties.pop("application_headers", None) or {}
         expires_at = headers.get(EXPIRES_HEADER)
         if isinstance(expires_at, (int, float)) and expires_at < time.time():
             logger.info(
@@ -902,10 +1009,18 @@ class AMQPConsumer(Consumer):
                 self.transport.url,
                 queue,
             )
-            message.channel.basic_ack(tag)
+            assert self._link is not None  # noqa: S101 - for mypy; it reads
+            self._link.channel.basic_ack(tag)
             return
         delivery = self.transport._delivery(
-            message, queue, (self._link_generation, tag)
+            queue,
+            (self._link_generation, tag),
+            redelivered,
+            exchange,
+            routing_key,
+            properties,
+            headers,
+            body,
         )
         self._outstanding.add(tag)
         self._incoming.append(delivery)
@@ -1614,11 +1729,19 @@ class AMQPTransport(Transport):
 
     # -- consuming -------------------------------------------------------------------
 
-    def _delivery(self, message: Any, queue: str, tag: tuple[int, int]) -> Delivery:
-        info = message.delivery_info
-        properties = dict(message.properties)
-        headers = properties.pop("application_headers", None) or {}
-        redelivered = bool(info["redelivered"])
+    def _delivery(
+        self,
+        queue: str,
+        tag: tuple[int, int],
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: dict[str, Any],
+        headers: dict[str, Any],
+        body: bytes,
+    ) -> Delivery:
+        """A :class:`Delivery` of a received message (*properties* without its
+        ``application_headers``, which are *headers*)."""
         count = headers.get("x-delivery-count")
         if isinstance(count, int) and not isinstance(count, bool):
             delivery_count = count + 1
@@ -1627,11 +1750,10 @@ class AMQPTransport(Transport):
             delivery_count = 2 if redelivered else 1
         if "x-death" in headers:
             headers = _death_headers(headers, self._queues, self.delay_prefix)
-        exchange, routing_key = info["exchange"], info["routing_key"]
         if exchange == self.delay_exchange:
             exchange, routing_key = "", routing_key.split(".", DELAY_LEVELS)[-1]
         return Delivery(
-            body=message.body,
+            body=body,
             headers=headers,
             properties=properties,
             queue=queue,

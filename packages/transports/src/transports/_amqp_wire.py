@@ -1,4 +1,4 @@
-"""AMQP 0-9-1 ``basic.publish`` frames, encoded for a whole batch at once.
+"""AMQP 0-9-1 ``basic.publish`` frames encoded, ``basic.deliver`` frames decoded.
 
 py-amqp builds each published message through its generic frame writer
 (property and table serialization through ``BytesIO`` and a format string per
@@ -11,18 +11,37 @@ The encoding is the one py-amqp writes (and reads back): the same basic
 properties, and in field tables the same type per Python value (``S`` for
 str and bytes, ``t`` bool, ``d`` float, ``I``/``L`` int, ``D`` Decimal, ``T``
 datetime, ``F`` dict, ``A`` list and tuple, ``V`` None).
+
+Consuming is the mirror image: py-amqp turns each delivered message into a
+``Message`` through a generic frame handler, a method dispatch table and a
+property decoder that slices and decodes field by field, most of a consuming
+I/O thread's time. :class:`FrameSplitter` takes the complete frames out of a
+received buffer, handing whole deliveries (method, content header and body
+frames) to a callback with their properties decoded here, and every other
+frame to py-amqp. The values decoded are py-amqp's (``S`` to str, or bytes
+when not UTF-8, ``T`` to a naive UTC datetime, ``D`` to Decimal, ...).
 """
 
 from __future__ import annotations
 
 import calendar
 import struct
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["FRAME_END", "WireError", "encode_publish", "encode_table"]
+__all__ = [
+    "FRAME_END",
+    "DeliverHandler",
+    "FrameHandler",
+    "FrameSplitter",
+    "WireError",
+    "decode_properties",
+    "decode_table",
+    "encode_publish",
+    "encode_table",
+]
 
 FRAME_END = b"\xce"
 
@@ -175,3 +194,259 @@ def encode_publish(
     for start in range(0, size, chunk):
         piece = body[start : start + chunk]
         out += (_FRAME_HEAD.pack(3, channel, len(piece)), piece, FRAME_END)
+
+
+# -- decoding --------------------------------------------------------------------------
+
+_DELIVER = b"\x00\x3c\x00\x3c"  # class 60 (basic), method 60 (deliver)
+_U16 = struct.Struct(">H")
+_DELIVERY_TAG = struct.Struct(">QB")  # delivery tag, then the redelivered bit
+_BODY_SIZE = struct.Struct(">Q")
+_SIMPLE = {
+    # type: (struct, size) of the fixed-size field values
+    ord("s"): (struct.Struct(">h"), 2),
+    ord("b"): (struct.Struct(">b"), 1),
+    ord("B"): (struct.Struct(">B"), 1),
+    ord("U"): (struct.Struct(">h"), 2),
+    ord("u"): (struct.Struct(">H"), 2),
+    ord("I"): (struct.Struct(">i"), 4),
+    ord("i"): (struct.Struct(">I"), 4),
+    ord("L"): (struct.Struct(">q"), 8),
+    ord("l"): (struct.Struct(">q"), 8),
+    ord("f"): (struct.Struct(">f"), 4),
+    ord("d"): (struct.Struct(">d"), 8),
+}
+_DECIMAL = struct.Struct(">Bi")
+
+
+def _text(data: bytes) -> str | bytes:
+    try:
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return data
+
+
+def _value(buf: bytes, offset: int) -> tuple[Any, int]:
+    kind = buf[offset]
+    offset += 1
+    if kind == 83:  # S
+        (size,) = _U32.unpack_from(buf, offset)
+        offset += 4
+        return _text(buf[offset : offset + size]), offset + size
+    simple = _SIMPLE.get(kind)
+    if simple is not None:
+        packer, size = simple
+        return packer.unpack_from(buf, offset)[0], offset + size
+    if kind == 116:  # t
+        return bool(buf[offset]), offset + 1
+    if kind == 70:  # F
+        return _table(buf, offset)
+    if kind == 86:  # V
+        return None, offset
+    if kind == 65:  # A
+        (size,) = _U32.unpack_from(buf, offset)
+        offset += 4
+        limit = offset + size
+        items = []
+        while offset < limit:
+            item, offset = _value(buf, offset)
+            items.append(item)
+        return items, offset
+    if kind == 84:  # T
+        (stamp,) = _U64.unpack_from(buf, offset)
+        moment = datetime.fromtimestamp(stamp, tz=timezone.utc).replace(tzinfo=None)
+        return moment, offset + 8
+    if kind == 68:  # D
+        places, number = _DECIMAL.unpack_from(buf, offset)
+        return Decimal(number) / Decimal(10**places), offset + 5
+    if kind == 120:  # x
+        (size,) = _U32.unpack_from(buf, offset)
+        offset += 4
+        return buf[offset : offset + size], offset + size
+    raise WireError(f"unknown field type {chr(kind)!r} in a field table")
+
+
+def _table(buf: bytes, offset: int) -> tuple[dict[Any, Any], int]:
+    (size,) = _U32.unpack_from(buf, offset)
+    offset += 4
+    limit = offset + size
+    table: dict[Any, Any] = {}
+    while offset < limit:
+        length = buf[offset]
+        offset += 1
+        key = _text(buf[offset : offset + length])
+        offset += length
+        table[key], offset = _value(buf, offset)
+    if offset != limit:
+        raise WireError("a field table's values overran its size")
+    return table, offset
+
+
+def decode_table(buf: bytes, offset: int = 0) -> tuple[dict[Any, Any], int]:
+    """The field table at *offset* of *buf* and the offset after it.
+
+    Raises:
+        WireError: An unknown field type or a table overrunning its size.
+    """
+    try:
+        return _table(buf, offset)
+    except (IndexError, struct.error):
+        raise WireError("a field table runs past the end of its frame") from None
+
+
+def decode_properties(buf: bytes, offset: int) -> dict[str, Any]:
+    """The basic properties of a content header, from its property flags on.
+
+    Raises:
+        WireError: A malformed property list.
+    """
+    try:
+        (flags,) = _U16.unpack_from(buf, offset)
+        offset += 2
+        while buf[offset - 1] & 1:  # a continuation: basic has only 14 properties
+            offset += 2
+        properties: dict[str, Any] = {}
+        for name, kind, bit in _PROPERTIES:
+            if not flags & bit:
+                continue
+            if kind == "s":
+                length = buf[offset]
+                offset += 1
+                properties[name] = _text(buf[offset : offset + length])
+                offset += length
+            elif kind == "F":
+                properties[name], offset = _table(buf, offset)
+            elif kind == "o":
+                properties[name] = buf[offset]
+                offset += 1
+            else:
+                (properties[name],) = _U64.unpack_from(buf, offset)
+                offset += 8
+    except (IndexError, struct.error):
+        raise WireError("a content header runs past the end of its frame") from None
+    return properties
+
+
+#: ``on_deliver(channel, consumer_tag, delivery_tag, redelivered, exchange,
+#: routing_key, properties, body)``; *properties* is the :class:`WireError` when
+#: they cannot be decoded (an unknown field type, say), so that the consumer
+#: can reject that one message rather than lose the connection over it.
+DeliverHandler = Callable[
+    [int, str, int, bool, str, str, "dict[str, Any] | WireError", bytes], None
+]
+#: ``on_frame((frame_type, channel, payload))``, py-amqp's inbound frame handler.
+FrameHandler = Callable[[tuple[int, int, bytes]], Any]
+
+
+class FrameSplitter:
+    """Hands the complete frames at the start of a buffer to their handlers.
+
+    A ``basic.deliver`` is handled once all its frames are in the buffer, so
+    that a delivery is never split between this reader and py-amqp's. After
+    :meth:`split` returns or raises (a handler's exception propagates),
+    :attr:`handled` is the offset of the first byte not yet handled,
+    :attr:`needed` how many bytes from there the next frame or delivery needs
+    at least, and :attr:`frames` counts the frames handled (the heartbeat's
+    traffic count).
+    """
+
+    __slots__ = ("frames", "handled", "needed", "on_deliver", "on_frame")
+
+    def __init__(self, on_deliver: DeliverHandler, on_frame: FrameHandler) -> None:
+        self.on_deliver = on_deliver
+        self.on_frame = on_frame
+        self.handled = 0
+        self.needed = 8
+        self.frames = 0
+
+    def split(self, buf: bytes) -> None:
+        """Handle the complete frames of *buf*, from its start.
+
+        Raises:
+            WireError: A frame that does not end with the frame-end octet, or a
+                delivery's content frames out of order.
+        """
+        self.handled = 0
+        size_of = len(buf)
+        pos = 0
+        unpack_head = _FRAME_HEAD.unpack_from
+        on_frame = self.on_frame
+        self.needed = 8
+        while size_of - pos >= 8:
+            kind, channel, size = unpack_head(buf, pos)
+            end = pos + 7 + size
+            if end >= size_of:
+                self.needed = end + 1 - pos
+                return
+            if buf[end] != 206:
+                raise WireError(f"frame-end octet {buf[end]:#x}, not 0xce")
+            if kind != 1 or buf[pos + 7 : pos + 11] != _DELIVER:
+                self.handled = end + 1
+                self.frames += 1
+                on_frame((kind, channel, buf[pos + 7 : end]))
+                pos = end + 1
+                continue
+            # A delivery: its content header and body frames must follow whole.
+            head = end + 1
+            if size_of - head < 8:
+                self.needed = head + 8 - pos
+                return
+            header_kind, _, header_size = unpack_head(buf, head)
+            header_end = head + 7 + header_size
+            if header_end >= size_of:
+                self.needed = header_end + 1 - pos
+                return
+            if header_kind != 2 or buf[header_end] != 206:
+                raise WireError(
+                    f"frame type {header_kind} after a basic.deliver, or no frame end"
+                )
+            (body_size,) = _BODY_SIZE.unpack_from(buf, head + 11)
+            cursor = header_end + 1
+            chunks: list[bytes] = []
+            remaining = body_size
+            while remaining > 0:
+                # At least: the rest of the body, in frames of 8 bytes' overhead.
+                self.needed = cursor + remaining + 8 - pos
+                if size_of - cursor < 8:
+                    return
+                body_kind, _, piece = unpack_head(buf, cursor)
+                piece_end = cursor + 7 + piece
+                if piece_end >= size_of:
+                    return  # the rest of the body has not arrived yet
+                if body_kind != 3 or buf[piece_end] != 206:
+                    raise WireError(
+                        f"frame type {body_kind} inside a message body, or no frame end"
+                    )
+                chunks.append(buf[cursor + 7 : piece_end])
+                remaining -= piece
+                cursor = piece_end + 1
+            offset = pos + 11
+            length = buf[offset]
+            consumer_tag = _text(buf[offset + 1 : offset + 1 + length])
+            offset += 1 + length
+            delivery_tag, redelivered = _DELIVERY_TAG.unpack_from(buf, offset)
+            offset += 9
+            length = buf[offset]
+            exchange = _text(buf[offset + 1 : offset + 1 + length])
+            offset += 1 + length
+            length = buf[offset]
+            routing_key = _text(buf[offset + 1 : offset + 1 + length])
+            properties: dict[str, Any] | WireError
+            try:
+                properties = decode_properties(buf, head + 19)
+            except WireError as exc:  # the consumer rejects this one message
+                properties = exc
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.frames += 2 + len(chunks)
+            self.handled = pos = cursor
+            self.needed = 8
+            self.on_deliver(
+                channel,
+                consumer_tag,  # type: ignore[arg-type]
+                delivery_tag,
+                bool(redelivered & 1),
+                exchange,  # type: ignore[arg-type]
+                routing_key,  # type: ignore[arg-type]
+                properties,
+                body,
+            )
