@@ -33,6 +33,33 @@ def test_calls_run_in_the_calling_thread_inside_submit() -> None:
             pool.submit(h.raise_custom, "x").result()
 
 
+def test_finished_futures_behave_as_any_finished_future() -> None:
+    """The solo pool's futures are made finished (sharing one Condition)."""
+    from concurrent.futures import wait
+
+    from pools import PoolFuture
+
+    with create_pool("solo") as pool:
+        good, bad = pool.submit(h.add, 1, 2), pool.submit(h.raise_custom, "x")
+        for future in (good, bad):
+            assert isinstance(future, PoolFuture)
+            assert future.done()
+            assert not future.running()
+            assert not future.cancelled()
+            assert not future.cancel()
+            assert not future.terminate()
+        assert good.result(timeout=0) == 3
+        assert good.exception(timeout=0) is None
+        assert isinstance(bad.exception(timeout=0), h.CustomError)
+        done, pending = wait([good, bad], timeout=0)
+        assert done == {good, bad}
+        assert not pending
+        seen: list[object] = []
+        bad.add_done_callback(seen.append)
+        assert seen == [bad]
+        assert good._condition is bad._condition  # type: ignore[attr-defined]
+
+
 class TestLimitsInTheMainThread:
     def test_soft_limit_interrupts_a_sleep_and_a_cpu_loop(self) -> None:
         with create_pool("solo", soft_time_limit=0.2) as pool:
