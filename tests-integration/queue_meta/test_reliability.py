@@ -420,9 +420,11 @@ def test_rate_limit_keeps_its_rate_and_never_blocks_other_tasks(
         # 10/s: one at once, then one every 0.1 s, so 30 start within 3 s.
         assert 27 <= len(window) <= 33, report
         # The 200 others were sent after the 100 rate-limited ones, and ran
-        # meanwhile: they do not wait for a token, nor behind those waiting.
+        # meanwhile: they do not wait for a token, nor behind those waiting
+        # (behind them, the last would run after 10 s). 200 tasks take up to
+        # 1.7 s on a busy 2-core VM with PostgreSQL as the broker.
         assert len(quick_at) == 200, report
-        assert quick_at[-1] < first + 1.5, report
+        assert quick_at[-1] < first + 3.0, report
 
 
 @pytest.mark.parametrize("broker", SERVERS)
