@@ -299,6 +299,9 @@ def integration(session: nox.Session) -> None:
         "--ignore=tests-integration/interop",
         "-p",
         "no:cacheprovider",
+        # The slowest tests in every log: CI has 30 minutes for everything.
+        "--durations=25",
+        "--durations-min=5",
         *session.posargs,
     )
 
