@@ -47,7 +47,12 @@ def test_sigkill_mid_task_runs_it_again_exactly_once(
     with e2e.worker(source, **place, concurrency=1) as first:
         module = first.module
         result = module.long.delay(str(trace), 2.0)
-        wait_for(trace.exists, 10, "the task did not start")
+        # The file appears before its line is written: wait for the line.
+        wait_for(
+            lambda: trace.exists() and trace.read_text().endswith("\n"),
+            10,
+            "the task did not start",
+        )
         child = int(trace.read_text().split()[1])
         family = descendants(first.proc.pid)
         assert child in family
