@@ -226,6 +226,12 @@ def _text(data: bytes) -> str | bytes:
         return data
 
 
+def _short(buf: bytes, offset: int) -> tuple[Any, int]:
+    """The shortstr at *offset* (str, or bytes when not UTF-8) and the offset after."""
+    end = offset + 1 + buf[offset]
+    return _text(buf[offset + 1 : end]), end
+
+
 def _value(buf: bytes, offset: int) -> tuple[Any, int]:
     kind = buf[offset]
     offset += 1
@@ -272,11 +278,10 @@ def _table(buf: bytes, offset: int) -> tuple[dict[Any, Any], int]:
     limit = offset + size
     table: dict[Any, Any] = {}
     while offset < limit:
-        length = buf[offset]
-        offset += 1
-        key = _text(buf[offset : offset + length])
-        offset += length
-        table[key], offset = _value(buf, offset)
+        # _short inline: a table's keys are the most frequent shortstrs
+        end = offset + 1 + buf[offset]
+        key = _text(buf[offset + 1 : end])
+        table[key], offset = _value(buf, end)
     if offset != limit:
         raise WireError("a field table's values overran its size")
     return table, offset
@@ -310,10 +315,7 @@ def decode_properties(buf: bytes, offset: int) -> dict[str, Any]:
             if not flags & bit:
                 continue
             if kind == "s":
-                length = buf[offset]
-                offset += 1
-                properties[name] = _text(buf[offset : offset + length])
-                offset += length
+                properties[name], offset = _short(buf, offset)
             elif kind == "F":
                 properties[name], offset = _table(buf, offset)
             elif kind == "o":
@@ -420,17 +422,10 @@ class FrameSplitter:
                 chunks.append(buf[cursor + 7 : piece_end])
                 remaining -= piece
                 cursor = piece_end + 1
-            offset = pos + 11
-            length = buf[offset]
-            consumer_tag = _text(buf[offset + 1 : offset + 1 + length])
-            offset += 1 + length
+            consumer_tag, offset = _short(buf, pos + 11)
             delivery_tag, redelivered = _DELIVERY_TAG.unpack_from(buf, offset)
-            offset += 9
-            length = buf[offset]
-            exchange = _text(buf[offset + 1 : offset + 1 + length])
-            offset += 1 + length
-            length = buf[offset]
-            routing_key = _text(buf[offset + 1 : offset + 1 + length])
+            exchange, offset = _short(buf, offset + 9)
+            routing_key, _ = _short(buf, offset)
             properties: dict[str, Any] | WireError
             try:
                 properties = decode_properties(buf, head + 19)
@@ -442,11 +437,11 @@ class FrameSplitter:
             self.needed = 8
             self.on_deliver(
                 channel,
-                consumer_tag,  # type: ignore[arg-type]
+                consumer_tag,
                 delivery_tag,
                 bool(redelivered & 1),
-                exchange,  # type: ignore[arg-type]
-                routing_key,  # type: ignore[arg-type]
+                exchange,
+                routing_key,
                 properties,
                 body,
             )
