@@ -9,7 +9,9 @@ a broker start a private RabbitMQ node of their own (``_rabbit_node``).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -312,6 +314,112 @@ def test_producer_and_consumer_survive_close_connection(
             assert transport.size(queue) == 0
         finally:
             transport.delete_queue(queue)
+
+
+# -- streaming publisher confirms ----------------------------------------------------
+
+
+def _ids(transport: Transport, queue: str, timeout: float = 30.0) -> list[int]:
+    """Consume and ack every message of *queue*; return their bodies as ints."""
+    seen: list[int] = []
+    want = transport.size(queue)  # settles the confirms first
+    with transport.consumer([queue], prefetch=500) as consumer:
+        deadline = time.monotonic() + timeout
+        while len(seen) < want and time.monotonic() < deadline:
+            for delivery in consumer.fetch(timeout=1.0):
+                seen.append(int(delivery.body))
+                delivery.ack()
+    return seen
+
+
+def test_streamed_messages_a_cut_connection_left_unconfirmed_are_sent_again(
+    amqp_url: str, unique_name: Names, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="transports")
+    queue = unique_name("amqp_stream_cut")
+    # heartbeat=0: no thread reads confirms behind the test's back.
+    with connect(amqp_url, heartbeat=0, retry_backoff_max=0.5) as transport:
+        transport.declare_queue(queue)
+        try:
+            transport.publish_many(Message(queue, b"%d" % n) for n in range(3000))
+            unconfirmed = transport.unconfirmed  # type: ignore[attr-defined]
+            assert unconfirmed > 0  # publish returned before RabbitMQ confirmed
+            # Cut the connection under the transport, as a network failure
+            # would: the confirms on their way never arrive.
+            link = transport._link  # type: ignore[attr-defined]
+            link.connection.sock.shutdown(socket.SHUT_RDWR)
+            transport.flush()  # finds the connection dead, publishes them again
+            assert transport.unconfirmed == 0  # type: ignore[attr-defined]
+            assert f"publishing {unconfirmed} message(s) again" in caplog.text
+            seen = _ids(transport, queue)
+            assert sorted(set(seen)) == list(range(3000))  # none lost
+            assert len(seen) <= 3000 + unconfirmed  # duplicates only of those
+        finally:
+            transport.delete_queue(queue)
+
+
+def test_streaming_into_a_connection_rabbitmq_closed_loses_nothing(
+    amqp_url: str, unique_name: Names, rabbitmqctl: str
+) -> None:
+    queue = unique_name("amqp_stream_closed")
+    with connect(amqp_url, heartbeat=0, retry_backoff_max=0.5) as transport:
+        transport.declare_queue(queue)
+        try:
+            assert close_our_connections(transport, "streaming test") == 1
+            # Unnoticed (no heartbeats): the batch goes to the closed
+            # connection, is kept, and is sent again on a new one.
+            transport.publish_many(Message(queue, b"%d" % n) for n in range(3000))
+            transport.flush()
+            assert sorted(_ids(transport, queue)) == list(range(3000))  # once each
+        finally:
+            transport.delete_queue(queue)
+
+
+@pytest.mark.parametrize("mode", ["stream", "true"])
+def test_close_waits_for_the_confirms_and_true_waits_at_every_publish(
+    amqp_url: str, unique_name: Names, mode: str
+) -> None:
+    queue = unique_name("amqp_stream_close")
+    transport = connect(amqp_url, heartbeat=0, confirm_publish=mode)
+    try:
+        transport.declare_queue(queue)
+        transport.publish_many(Message(queue, b"%d" % n) for n in range(2000))
+        left = transport.unconfirmed  # type: ignore[attr-defined]
+        assert (left > 0) if mode == "stream" else (left == 0)
+        transport.publish(queue, b"2000")
+    finally:
+        transport.close()
+    assert transport.unconfirmed == 0  # type: ignore[attr-defined]
+    with connect(amqp_url) as other:
+        try:
+            assert sorted(_ids(other, queue)) == list(range(2001))
+        finally:
+            other.delete_queue(queue)
+
+
+def test_flush_raises_for_messages_rabbitmq_refused(
+    amqp_url: str, unique_name: Names, caplog: pytest.LogCaptureFixture
+) -> None:
+    import amqp
+
+    queue = unique_name("amqp_stream_refused")
+    with connect(amqp_url, heartbeat=0) as transport:
+        link = transport._link  # type: ignore[attr-defined]
+        # A full queue that refuses publishes: RabbitMQ nacks what overflows.
+        link.channel.queue_declare(
+            queue, durable=True, auto_delete=False,
+            arguments={"x-max-length": 5, "x-overflow": "reject-publish"},
+        )  # fmt: skip
+        try:
+            transport.publish_many(Message(queue, b"%d" % n) for n in range(8))
+            with pytest.raises(TransportError, match="refused 3 published message"):
+                transport.flush()
+            transport.flush()  # reported once
+            assert "refused" in caplog.text
+            assert transport.size(queue) == 5
+        finally:
+            transport.delete_queue(queue)
+    assert amqp  # py-amqp is the driver under test
 
 
 def test_failover_skips_a_dead_first_url(amqp_url: str, unique_name: Names) -> None:

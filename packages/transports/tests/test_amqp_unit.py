@@ -26,6 +26,8 @@ from transports._amqp import (
     AMQPTransport,
     Endpoint,
     _death_headers,
+    _Ledger,
+    _Link,
     _message,
     delay_levels,
     delay_routing_key,
@@ -292,7 +294,7 @@ class TestConnect:
         [
             ({"queue_type": "stream"}, "queue_type='stream'"),
             ({"heartbeat": "often"}, "heartbeat='often'"),
-            ({"confirm_publish": "maybe"}, "confirm_publish='maybe'"),
+            ({"confirm_publish": "maybe"}, "true or false or 'stream'"),
             ({"delay_prefix": ""}, "delay_prefix=''"),
             ({"delay_prefix": "x" * 201}, "must be 1-200 bytes"),
         ],
@@ -311,3 +313,71 @@ class TestConnect:
         monkeypatch.setattr(_registry, "_cache", {})
         with pytest.raises(MissingDriverError, match=r"transports\[amqp\]"):
             connect("amqp://127.0.0.1:1//")
+
+
+def _outgoing(n: int, size: int = 3) -> Outgoing:
+    return Outgoing("q", b"%0*d" % (size, n), "", {}, {}, 0, None, None)
+
+
+def _kept(n: int) -> tuple[list[Outgoing], list[tuple[dict[str, object], str, str]]]:
+    messages = [_outgoing(i) for i in range(n)]
+    return messages, [({}, "", "q")] * n
+
+
+class TestStreamingLedger:
+    """What a streaming publisher keeps until RabbitMQ confirms it."""
+
+    def test_keep_drop_take_and_restore_track_messages_and_bytes(self) -> None:
+        ledger = _Ledger()
+        messages, built = _kept(5)
+        ledger.keep(1, messages, built)
+        assert list(ledger.kept) == [1, 2, 3, 4, 5]
+        assert ledger.size == 15
+        ledger.drop(2, 3)
+        ledger.drop(3, 3)  # already gone: no change
+        assert list(ledger.kept) == [1, 4, 5]
+        assert ledger.size == 9
+        taken = ledger.take()
+        assert [m.body for m, _ in taken] == [b"000", b"003", b"004"]
+        assert (ledger.kept, ledger.size) == ({}, 0)
+        ledger.restore(taken)
+        assert [m.body for m, _ in ledger.kept.values()] == [b"000", b"003", b"004"]
+        assert ledger.size == 9
+
+    def _link(self, ledger: _Ledger, published: int) -> _Link:
+        link = object.__new__(_Link)  # the bookkeeping only, no connection
+        link.ledger = ledger
+        link.published, link.floor, link.singles, link.nacked = published, 0, set(), 0
+        messages, built = _kept(published)
+        ledger.keep(1, messages, built)
+        return link
+
+    def test_confirms_release_kept_messages_singly_and_in_ranges(self) -> None:
+        ledger = _Ledger()
+        link = self._link(ledger, 10)
+        link._on_ack(3, False)
+        link._on_ack(5, False)
+        assert sorted(ledger.kept) == [1, 2, 4, 6, 7, 8, 9, 10]
+        link._on_ack(4, True)  # 1..4; 5 was confirmed alone: the floor moves past it
+        assert link.floor == 5
+        assert sorted(ledger.kept) == [6, 7, 8, 9, 10]
+        link._on_ack(10, True)
+        assert (ledger.kept, ledger.size, link.floor) == ({}, 0, 10)
+        assert ledger.refused == 0
+
+    def test_nacks_release_and_count_refused_messages(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        ledger = _Ledger()
+        link = self._link(ledger, 6)
+        link._on_ack(2, True)
+        link._on_nack(4, True)  # 3 and 4 refused
+        link._on_nack(6, False)
+        assert ledger.refused == 3
+        assert link.nacked == 3
+        assert sorted(ledger.kept) == [5]
+        assert "refused 2 published message(s)" in caplog.text
+
+    def test_stream_is_the_default_and_true_waits(self) -> None:
+        kwdefaults = AMQPTransport.__init__.__kwdefaults__ or {}
+        assert kwdefaults["confirm_publish"] == "stream"

@@ -17,7 +17,7 @@ deleted afterwards (nothing else on the broker is touched):
   pool runs ``async def`` tasks. After a warm shutdown (SIGTERM) the queue
   must still be empty, so every task was acknowledged;
 - publish rate: ``task.delay()`` in a loop, and ``app.send_many`` with
-  signatures in chunks of 1,000;
+  signatures in chunks of 1,000, until the broker confirmed the last one;
 - round trip: sequential ``task.delay(i).get()`` calls against a running solo
   worker, as p50/p90/p99 in milliseconds (results in the ``--backend``: by
   default the broker's Redis, or ``rpc://`` on AMQP);
@@ -400,11 +400,14 @@ class QueueMetaTarget(BenchTarget):
             delay = task.delay
             for _ in range(count):
                 delay()
-            return
-        send_many = self.module.app.send_many
-        signature = task.s
-        for start in range(0, count, BATCH):
-            send_many([signature() for _ in range(min(BATCH, count - start))])
+        else:
+            send_many = self.module.app.send_many
+            signature = task.s
+            for start in range(0, count, BATCH):
+                send_many([signature() for _ in range(min(BATCH, count - start))])
+        # Timed until the broker confirmed every one (RabbitMQ's streaming
+        # confirms), not only until they were written.
+        self.module.app.transport.flush()
 
     def send_marker(self, path: Path, *, pool: str = "solo") -> None:
         task = self.module.mark_async if pool == "asyncio" else self.module.mark

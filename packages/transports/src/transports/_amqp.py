@@ -17,11 +17,16 @@ common ones of :class:`~transports.Transport`):
   off). Every connection's heartbeats are serviced by a native thread, also
   while the consuming thread runs a long task.
 - ``connect_timeout``: seconds to wait for a connection (default 5).
-- ``confirm_publish``: wait for publisher confirms (default true):
-  ``publish`` returns once RabbitMQ stored the message; ``publish_many`` waits
-  once for the whole batch. A ``mandatory`` publish always waits.
+- ``confirm_publish``: ``"stream"`` (default): streaming publisher confirms:
+  ``publish`` returns once the message is written; it is kept until RabbitMQ
+  confirms it and published again on a new connection or channel if the old
+  one ended first; :meth:`AMQPTransport.flush` (and ``close``, and the end of
+  the interpreter) waits for the confirms. ``true``: ``publish`` returns once
+  RabbitMQ stored the message; ``publish_many`` waits once for the whole
+  batch. ``false``: nothing waits. A ``mandatory`` publish, and one through an
+  exchange this transport did not declare, always waits.
 - ``confirm_timeout``: the longest wait for confirms (default 30 s); then the
-  connection is replaced and the batch published again.
+  connection is replaced and the unconfirmed messages published again.
 - ``queue_type``: ``"classic"`` (default) or ``"quorum"``: the type of the
   queues declared without ``quorum=True`` (see below).
 - ``connection_name``: prefix of the ``connection_name`` client property
@@ -50,6 +55,7 @@ stays with its consumer until the consumer's connection closes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -61,6 +67,7 @@ import socket
 import ssl as ssl_module
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -135,6 +142,15 @@ DELAY_PREFIX = "qm.delay."
 DELAY_EXCHANGE = "qm.delay.deliver"
 #: Header carrying the expiry (epoch seconds) of a delayed message with a ttl.
 EXPIRES_HEADER = "x-qm-expires-at"
+#: A streaming publisher holds its caller once RabbitMQ has not confirmed
+#: this many messages (or bytes of bodies), until half of them are confirmed.
+STREAM_WINDOW = 10_000
+STREAM_WINDOW_BYTES = 64 << 20
+#: A streaming publisher reads the confirms that arrived every this many messages.
+STREAM_READ_EVERY = 256
+#: Channel errors in a row (nothing confirmed between) after which a streaming
+#: publisher drops its unconfirmed messages instead of publishing them again.
+STREAM_RESETS = 3
 
 _BASIC_PROPERTIES = frozenset(
     {
@@ -423,9 +439,101 @@ def _death_headers(
 
 # -- connections -----------------------------------------------------------------------
 
+#: Streaming transports of this process: their unconfirmed messages are
+#: waited for at interpreter exit.
+_STREAMING: weakref.WeakSet[AMQPTransport] = weakref.WeakSet()
+
+
+def _flush_at_exit() -> None:
+    for transport in list(_STREAMING):
+        if transport._pid != os.getpid() or transport.closed:
+            continue  # a forked child never touches its parent's connection
+        if transport.unconfirmed:
+            try:
+                transport.flush()
+            except Exception as exc:  # noqa: BLE001 - reported, the process ends
+                logger.error(
+                    "amqp transport %s: at exit, %d published message(s) stayed "
+                    "unconfirmed by RabbitMQ (%s); they may be lost",
+                    transport.url,
+                    transport.unconfirmed,
+                    transport._scrub(exc),
+                )
+
+
+atexit.register(_flush_at_exit)
+
+
+#: A message a streaming publisher keeps: what it published and how it was
+#: encoded (basic properties, exchange, routing key), to publish it again.
+_Kept = tuple[Outgoing, tuple[Mapping[str, Any], str, str]]
+
+
+class _Ledger:
+    """What a streaming publisher (``confirm_publish="stream"``) keeps.
+
+    ``kept`` maps the channel's publish sequence numbers to the messages
+    RabbitMQ has not confirmed yet, in publish order; a new channel (after a
+    lost connection or a channel error) publishes them again. ``refused``
+    counts the messages RabbitMQ nacked since the last :meth:`flush
+    <AMQPTransport.flush>`.
+    """
+
+    __slots__ = ("kept", "refused", "resets", "size")
+
+    def __init__(self) -> None:
+        self.kept: dict[int, _Kept] = {}
+        self.refused = 0
+        #: Channel errors since RabbitMQ last confirmed anything.
+        self.resets = 0
+        #: Bytes of the kept messages' bodies.
+        self.size = 0
+
+    def keep(
+        self,
+        first: int,
+        messages: list[Outgoing],
+        built: list[tuple[Mapping[str, Any], str, str]],
+    ) -> None:
+        """Keep *messages*, published with sequence numbers from *first* on."""
+        kept = self.kept
+        size = 0
+        for seq, message, encoded in zip(
+            range(first, first + len(messages)), messages, built, strict=True
+        ):
+            kept[seq] = (message, encoded)
+            size += len(message.body)
+        self.size += size
+
+    def drop(self, first: int, last: int) -> None:
+        """Forget the messages with sequence numbers *first* to *last*."""
+        pop = self.kept.pop
+        size = 0
+        for seq in range(first, last + 1):
+            item = pop(seq, None)
+            if item is not None:
+                size += len(item[0].body)
+        self.size -= size
+
+    def take(self) -> list[_Kept]:
+        """Remove and return every kept message, in publish order."""
+        kept = list(self.kept.values())
+        self.kept.clear()
+        self.size = 0
+        return kept
+
+    def restore(self, kept: list[_Kept]) -> None:
+        """Keep *kept* again (from :meth:`take`) for the next channel."""
+        self.keep(-len(kept), [m for m, _ in kept], [b for _, b in kept])
+
 
 class _Link:
-    """One AMQP connection and its channel (with publisher confirms on)."""
+    """One AMQP connection and its channel (with publisher confirms on).
+
+    With a *ledger* the link keeps every message it publishes until RabbitMQ
+    confirms it, and opening a channel publishes the ledger's messages left
+    unconfirmed by the previous one.
+    """
 
     def __init__(
         self,
@@ -433,9 +541,13 @@ class _Link:
         *,
         confirms: bool,
         on_deliver: DeliverHandler | None = None,
+        ledger: _Ledger | None = None,
     ) -> None:
         self.connection = connection
         self.confirms = confirms
+        self.ledger = ledger
+        #: ``published`` at which a streaming publish next reads its confirms.
+        self.next_read = 0
         self.channel: Any = None
         self.recv: _BufferedRecv | None = None
         self.splitter: FrameSplitter | None = None
@@ -461,26 +573,72 @@ class _Link:
             channel.events["basic_nack"].add(self._on_nack)
         channel.events["basic_return"].add(self._on_return)
         self.channel = channel
+        ledger = self.ledger
+        if ledger is not None and ledger.kept and ledger.resets >= STREAM_RESETS:
+            # RabbitMQ closed every channel they were sent on (a permission,
+            # an exchange deleted since): sending them again would loop.
+            dropped = ledger.take()
+            ledger.refused += len(dropped)
+            logger.error(
+                "amqp: RabbitMQ closed %d channels in a row that carried the same "
+                "%d unconfirmed message(s) (to exchanges %s); they are dropped, "
+                "not published again",
+                ledger.resets,
+                len(dropped),
+                ", ".join(sorted({repr(m.exchange) for m, _ in dropped})),
+            )
+        if ledger is not None and ledger.kept:
+            # Their fate on the old channel is unknown: publish them again
+            # (at least once; a consumer may see a message twice).
+            kept = ledger.take()
+            logger.info(  # part of the outage its transport warned about
+                "amqp: publishing %d message(s) again that RabbitMQ had not "
+                "confirmed when the previous channel ended",
+                len(kept),
+            )
+            try:
+                self.write([m for m, _ in kept], [b for _, b in kept], False)
+            except BaseException:
+                ledger.restore(kept)  # still unconfirmed: the next channel tries
+                raise
 
     def reset_channel(self) -> None:
         """Replace the channel after a channel error (RabbitMQ closed it)."""
         old, self.channel = self.channel, None
         with contextlib.suppress(Exception):
             old.close()
+        if self.ledger is not None and self.ledger.kept:
+            self.ledger.resets += 1
         self.open_channel()
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.resets = 0
         if multiple:
+            if ledger is not None:
+                ledger.drop(self.floor + 1, tag)
             self.floor = max(self.floor, tag)
             self.singles = {t for t in self.singles if t > tag}
         else:
+            if ledger is not None:
+                ledger.drop(tag, tag)
             self.singles.add(tag)
         while self.floor + 1 in self.singles:
             self.floor += 1
             self.singles.discard(self.floor)
 
     def _on_nack(self, tag: int, multiple: bool) -> None:
-        self.nacked += tag - self.floor if multiple else 1
+        count = tag - self.floor if multiple else 1
+        self.nacked += count
+        if self.ledger is not None:
+            self.ledger.refused += count
+            logger.error(
+                "amqp: RabbitMQ refused %d published message(s) (basic.nack, an "
+                "internal error of the broker or a full queue with overflow "
+                "reject-publish); they are not published again",
+                count,
+            )
         self._on_ack(tag, multiple)
 
     def _on_return(
@@ -488,10 +646,11 @@ class _Link:
     ) -> None:
         self.returned.append((exchange, routing_key, str(getattr(exc, "message", exc))))
 
-    def wait_confirms(self, timeout: float) -> None:
-        """Read until RabbitMQ confirmed everything published on this channel."""
+    def wait_confirms(self, timeout: float, left: int = 0) -> None:
+        """Read until RabbitMQ confirmed everything published on this channel
+        but at most *left* messages."""
         deadline = time.monotonic() + timeout
-        while self.floor < self.published:
+        while self.published - self.floor > left:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(
@@ -499,6 +658,59 @@ class _Link:
                     f"({self.published - self.floor} outstanding)"
                 )
             self.connection.drain_events(timeout=remaining)
+
+    def write(
+        self,
+        messages: list[Outgoing],
+        built: list[tuple[Mapping[str, Any], str, str]],
+        mandatory: bool,
+        *,
+        keep: bool = True,
+    ) -> None:
+        """Send the ``basic.publish`` frames of *messages*, about 1 MiB per write.
+
+        Every message is encoded before the first byte is sent: a header AMQP
+        cannot carry fails the whole call with nothing published. A streaming
+        link keeps the messages in its ledger (unless not *keep*: the caller
+        waits for their confirms); if the write fails they are taken out
+        again (the caller publishes them again, on a new channel).
+        """
+        connection = self.connection
+        number, frame_max = self.channel.channel_id, connection.frame_max
+        frames: list[bytes] = []
+        try:
+            for message, (props, exchange, key) in zip(messages, built, strict=True):
+                encode_publish(
+                    frames, number, frame_max, exchange, key, mandatory,
+                    message.body, props,
+                )  # fmt: skip
+        except WireError as exc:
+            raise ValueError(
+                f"cannot publish to exchange {message.exchange!r} routing key "
+                f"{message.routing_key!r}: {exc}; nothing of this call was sent"
+            ) from None
+        first = self.published + 1
+        self.published += len(messages)
+        ledger = self.ledger if keep else None
+        if ledger is not None:
+            ledger.keep(first, messages, built)
+        try:
+            write = connection.transport.write
+            pending: list[bytes] = []
+            size = 0
+            for frame in frames:
+                pending.append(frame)
+                size += len(frame)
+                if size >= 1 << 20:
+                    write(b"".join(pending))
+                    pending, size = [], 0
+            if pending:
+                write(b"".join(pending))
+        except BaseException:
+            if ledger is not None:
+                ledger.drop(first, self.published)
+            raise
+        connection.bytes_sent += len(messages)  # traffic, for heartbeat_tick
 
     def drain_ready(self) -> None:
         """Handle the frames already received, without blocking.
@@ -1083,7 +1295,8 @@ class AMQPTransport(Transport):
         url: See the module documentation for the forms.
         heartbeat: Seconds between heartbeats (0: off).
         connect_timeout: Seconds to wait for a connection.
-        confirm_publish: Wait for publisher confirms.
+        confirm_publish: ``"stream"`` (keep messages until confirmed, see
+            :meth:`flush`), ``True`` (every publish waits) or ``False``.
         confirm_timeout: The longest wait for confirms.
         queue_type: ``"classic"`` or ``"quorum"`` for queues declared
             without ``quorum=True``.
@@ -1117,7 +1330,7 @@ class AMQPTransport(Transport):
         *,
         heartbeat: float | str = 60.0,
         connect_timeout: float | str = 5.0,
-        confirm_publish: bool | str = True,
+        confirm_publish: bool | str = "stream",
         confirm_timeout: float | str = 30.0,
         queue_type: str = "classic",
         connection_name: str = "transports",
@@ -1159,9 +1372,17 @@ class AMQPTransport(Transport):
         self.connect_timeout = (
             to_float(where, "connect_timeout", merged["connect_timeout"]) or 5.0
         )
-        self.confirm_publish = to_bool(
-            where, "confirm_publish", merged["confirm_publish"]
+        mode = merged["confirm_publish"]
+        stream = isinstance(mode, str) and mode.strip().lower() == "stream"
+        #: ``publish`` waits for RabbitMQ's confirm (``confirm_publish=true``).
+        self.confirm_publish = (
+            False if stream else to_bool(where, "confirm_publish", mode, "or 'stream'")
         )
+        if stream:
+            _STREAMING.add(self)
+        #: Unconfirmed messages kept for ``flush`` (``confirm_publish="stream"``).
+        self._ledger = _Ledger() if stream else None
+        self._pid = os.getpid()
         self.confirm_timeout = (
             to_float(where, "confirm_timeout", merged["confirm_timeout"]) or 30.0
         )
@@ -1195,7 +1416,7 @@ class AMQPTransport(Transport):
             dead_lettering=True,
             max_deliveries=True,
             leases=False,
-            publisher_confirms=self.confirm_publish,
+            publisher_confirms=self.confirm_publish or stream,
             message_ttl=True,
             batch_publish=True,
             delivery_count=kind == "quorum",
@@ -1301,7 +1522,9 @@ class AMQPTransport(Transport):
         with self._lock:
             link = self._link
             if link is None:
-                link = _Link(self._connect("producer"), confirms=True)
+                link = _Link(
+                    self._connect("producer"), confirms=True, ledger=self._ledger
+                )
                 self._link = link
                 if self.heartbeat and not self._heart_running:
                     self._heart_running = True
@@ -1335,6 +1558,8 @@ class AMQPTransport(Transport):
                             self.url,
                             self._scrub(exc),
                         )
+                        if self._ledger is not None and self._ledger.kept:
+                            self._ledger.resets += 1  # see STREAM_RESETS
                         self._drop_producer()
                 finally:
                     self._lock.release()
@@ -1366,15 +1591,39 @@ class AMQPTransport(Transport):
         self._drop_producer()
 
     @contextlib.contextmanager
-    def _channel(self) -> Iterator[Any]:
-        """Hold the lock and yield the publishing channel; recover channel errors."""
+    def _channel(self, *, settled: bool = False) -> Iterator[Any]:
+        """Hold the lock and yield the publishing channel; recover channel errors.
+
+        *settled*: first wait until RabbitMQ confirmed the messages streamed
+        so far, so that what follows sees them in their queues (a queue's
+        size, a purge).
+        """
         with self._lock:
             link = self._producer()
+            if settled and self._ledger is not None and self._ledger.kept:
+                link.wait_confirms(self.confirm_timeout)
             try:
                 yield link.channel
             except amqp_errors.ChannelError:
                 link.reset_channel()
                 raise
+
+    def close(self) -> None:
+        """Wait for the confirms of the messages published so far (see
+        :meth:`flush`), then close as :meth:`Transport.close
+        <transports.Transport.close>` does."""
+        if not self.closed and self.unconfirmed and self._pid == os.getpid():
+            try:
+                self.flush()
+            except TransportError as exc:
+                logger.error(
+                    "amqp transport %s: closing with %d published message(s) "
+                    "RabbitMQ did not confirm (%s); they may be lost",
+                    self.url,
+                    self.unconfirmed,
+                    self._scrub(exc),
+                )
+        super().close()
 
     def _close(self) -> None:
         self._drop_producer()
@@ -1465,14 +1714,14 @@ class AMQPTransport(Transport):
 
     def _purge(self, queue: str) -> int:
         try:
-            with self._channel() as channel:
+            with self._channel(settled=True) as channel:
                 return int(channel.queue_purge(queue) or 0)
         except amqp_errors.NotFound:
             return 0
 
     def _size(self, queue: str) -> int:
         try:
-            with self._channel() as channel:
+            with self._channel(settled=True) as channel:
                 _, count, _ = channel.queue_declare(queue, passive=True)
                 return int(count)
         except amqp_errors.NotFound:
@@ -1658,18 +1907,30 @@ class AMQPTransport(Transport):
         built = [_message(m, self.delay_prefix) for m in messages]
         if any(m.delay is not None for m in messages):
             self._prepare_delays(messages, mandatory)
+        ledger = self._ledger
+        # Streamed: to the default exchange or one this transport declared
+        # (a missing exchange would close the channel after the call).
+        stream = (
+            ledger is not None
+            and not mandatory
+            and all(m.exchange == "" or m.exchange in self._exchanges for m in messages)
+        )
+        waits = self.confirm_publish or mandatory or (ledger is not None and not stream)
         try:
             with self._channel():
                 link = self._link
                 assert link is not None  # noqa: S101 - for mypy; _channel connected
                 link.returned.clear()
                 nacked = link.nacked
-                self._write_publishes(link, messages, built, mandatory)
-                link.published += len(built)
-                if self.confirm_publish or mandatory:
+                link.write(messages, built, mandatory, keep=stream)
+                if waits:
                     link.wait_confirms(self.confirm_timeout)
+                elif stream:
+                    self._read_confirms(link)
                 returned = list(link.returned)
                 refused = link.nacked - nacked
+                if ledger is not None:
+                    ledger.refused -= min(refused, ledger.refused)  # reported here
         except amqp_errors.NotFound as exc:
             raise TransportError(
                 f"RabbitMQ refused a publish: {exc.reply_text}; declare the exchange "
@@ -1688,44 +1949,102 @@ class AMQPTransport(Transport):
                 "or publish without mandatory=True to drop such messages"
             )
 
-    @staticmethod
-    def _write_publishes(
-        link: _Link,
-        messages: list[Outgoing],
-        built: list[tuple[Mapping[str, Any], str, str]],
-        mandatory: bool,
-    ) -> None:
-        """Send the ``basic.publish`` frames of *messages*, about 1 MiB per write.
+    def _read_confirms(self, link: _Link) -> None:
+        """After a streamed write (holding the lock): take the confirms that
+        arrived, now and then; wait while the window is full.
 
-        Every message is encoded before the first byte is sent: a header AMQP
-        cannot carry fails the whole call with nothing published.
+        The messages are written and kept, so a connection or channel error
+        found here is not this call's failure: the link is replaced (or its
+        channel) and publishes them again.
         """
-        connection = link.connection
-        number, frame_max = link.channel.channel_id, connection.frame_max
-        frames: list[bytes] = []
+        ledger = link.ledger
+        assert ledger is not None  # noqa: S101 - for mypy; a streaming link
         try:
-            for message, (props, exchange, key) in zip(messages, built, strict=True):
-                encode_publish(
-                    frames, number, frame_max, exchange, key, mandatory,
-                    message.body, props,
-                )  # fmt: skip
-        except WireError as exc:
-            raise ValueError(
-                f"cannot publish to exchange {message.exchange!r} routing key "
-                f"{message.routing_key!r}: {exc}; nothing of this call was sent"
-            ) from None
-        write = connection.transport.write
-        pending: list[bytes] = []
-        size = 0
-        for frame in frames:
-            pending.append(frame)
-            size += len(frame)
-            if size >= 1 << 20:
-                write(b"".join(pending))
-                pending, size = [], 0
-        if pending:
-            write(b"".join(pending))
-        connection.bytes_sent += len(messages)  # traffic, for heartbeat_tick
+            if len(ledger.kept) > STREAM_WINDOW or ledger.size > STREAM_WINDOW_BYTES:
+                self._wait_for_window(link, ledger)
+            elif link.published >= link.next_read:
+                link.drain_ready()
+                link.next_read = link.published + STREAM_READ_EVERY
+        except self.connection_errors as exc:
+            self._outage.lost("commands", exc)
+            self._drop_producer()
+        except amqp_errors.ChannelError as exc:
+            logger.warning(
+                "amqp transport %s: RabbitMQ closed the publishing channel (%s); "
+                "its unconfirmed messages are published again on a new one",
+                self.url,
+                self._scrub(exc),
+            )
+            try:
+                link.reset_channel()
+            except self.connection_errors as lost:
+                self._outage.lost("commands", lost)
+                self._drop_producer()
+
+    def _wait_for_window(self, link: _Link, ledger: _Ledger) -> None:
+        """Hold a streaming publisher until RabbitMQ confirmed its backlog down
+        to half the window (hold the lock)."""
+        deadline = time.monotonic() + self.confirm_timeout
+        while (
+            len(ledger.kept) > STREAM_WINDOW // 2
+            or ledger.size > STREAM_WINDOW_BYTES // 2
+        ):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"RabbitMQ confirmed none of {len(ledger.kept)} messages "
+                    f"within {self.confirm_timeout:g} s"
+                )
+            link.connection.drain_events(timeout=remaining)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until RabbitMQ confirmed every message published so far.
+
+        With ``confirm_publish="stream"`` (the default) :meth:`publish`
+        returns once the message is written to the connection; this waits
+        for the confirms of all of them (after a lost connection, for those
+        published again on the new one). With ``confirm_publish=true`` every
+        publish waited already and this returns at once.
+
+        Args:
+            timeout: The longest wait for the confirms (default
+                ``confirm_timeout``); then the connection is replaced and
+                the unconfirmed messages published again, up to the
+                transport's ``max_retries``.
+
+        Raises:
+            TransportError: RabbitMQ refused (nacked) messages since the
+                previous flush; they are not published again.
+            TransportConnectionError: RabbitMQ stayed unreachable: the
+                unconfirmed messages are still kept for the next attempt.
+        """
+        ledger = self._ledger
+        if ledger is None or not (ledger.kept or ledger.refused):
+            super().flush(timeout)
+            return
+        self._check_open()
+        wait = self.confirm_timeout if timeout is None else float(timeout)
+        self._retrying("flush", self._flush, wait)
+
+    def _flush(self, timeout: float) -> None:
+        ledger = self._ledger
+        assert ledger is not None  # noqa: S101 - for mypy; flush checked
+        with self._lock:
+            if ledger.kept:
+                link = self._producer()  # a new link publishes them again first
+                link.wait_confirms(timeout)
+            refused, ledger.refused = ledger.refused, 0
+        if refused:
+            raise TransportError(
+                f"RabbitMQ refused {refused} published message(s) (basic.nack: an "
+                "internal error of the broker, or a full queue with overflow "
+                "reject-publish); they were not stored: publish them again"
+            )
+
+    @property
+    def unconfirmed(self) -> int:
+        """Messages published that RabbitMQ has not confirmed yet (streaming)."""
+        return len(self._ledger.kept) if self._ledger is not None else 0
 
     # -- consuming -------------------------------------------------------------------
 

@@ -107,8 +107,10 @@ def to_int(where: str, name: str, value: object, *, minimum: int = 0) -> int:
     return number
 
 
-def to_bool(where: str, name: str, value: object) -> bool:
+def to_bool(where: str, name: str, value: object, also: str = "") -> bool:
     """Convert an option to bool (``true/false``, ``1/0``, ``yes/no``, ``on/off``).
+
+    *also* names the other values the option takes, for the error message.
 
     Raises:
         InvalidURLError: The value is none of those.
@@ -120,7 +122,7 @@ def to_bool(where: str, name: str, value: object) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise _bad(where, name, value, "true or false")
+    raise _bad(where, name, value, f"true or false{' ' + also if also else ''}")
 
 
 def check_name(what: str, value: object, *, allow_empty: bool = False) -> str:

@@ -99,8 +99,10 @@ class Capabilities:
             delivered that often without an ack.
         leases: Deliveries are leased: an unacked delivery returns after its
             lease unless renewed; :meth:`Delivery.extend` pushes it further.
-        publisher_confirms: :meth:`Transport.publish` returns only once the
-            broker has stored the message.
+        publisher_confirms: The broker confirms what it stored:
+            :meth:`Transport.publish` returns only once it has, or (AMQP's
+            streaming confirms) :meth:`Transport.flush` waits for every
+            message published before.
         message_ttl: Per-message and per-queue expiration (``ttl``, ``message_ttl``).
         batch_publish: :meth:`Transport.publish_many` uses one round trip.
         delivery_count: ``Delivery.delivery_count`` is counted by the broker
@@ -1429,6 +1431,32 @@ class Transport(ABC):
             return
         self._check_open()
         self._retrying("publish_many", self._publish, outgoing, mandatory, policy=retry)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until the broker confirmed every message published so far.
+
+        Only a transport whose :meth:`publish` returns before the broker's
+        confirm (AMQP with ``confirm_publish="stream"``, its default) has
+        anything to wait for; on the others every publish waited already and
+        this returns at once. Call it where a publish must be safe before
+        going on (a worker does before it acknowledges the message whose
+        task published); :meth:`close` and interpreter exit call it too.
+
+        Args:
+            timeout: The longest wait for the confirms, in seconds (default:
+                the transport's own).
+
+        Raises:
+            TransportError: The broker refused some of the messages.
+            TransportConnectionError: The broker stayed unreachable.
+        """
+        self._check_open()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Messages published that the broker has not confirmed yet (see
+        :meth:`flush`); 0 where :meth:`publish` waits for the broker."""
+        return 0
 
     def _prepare(self, message: Message) -> Outgoing:
         if (

@@ -545,6 +545,7 @@ class Worker:
             messages.append(_copy(request.delivery, request.delivery.queue, delay=wait))
         try:
             self.app.transport.publish_many(messages)
+            self.app.transport.flush()
         except Exception as exc:  # noqa: BLE001 - keep them here rather than lose them
             logger.warning(
                 "could not park %d future tasks broker-side (%s); holding them here",
@@ -582,6 +583,7 @@ class Worker:
         try:
             declare_queue(self.app, target)
             self.app.transport.publish_many([copy])
+            self.app.transport.flush()
         except Exception as exc:  # noqa: BLE001 - keep serving; say what happened
             self._settle(delivery, requeue=False)
             return (
@@ -648,6 +650,7 @@ class Worker:
             expired=why == "expired",
         )  # fmt: skip
         try:
+            self.app.transport.flush()  # the state sent over rpc://, if any
             request.delivery.ack()
         except Exception:
             logger.exception("could not acknowledge %s", request.id)
@@ -899,6 +902,19 @@ class Worker:
                 rejects.extend((r, True) for r in acks if r.id in written)
                 acks = [r for r in acks if r.id not in written]
         late = [r.delivery for r in acks if not r.acked]
+        if late and self.app.transport.unconfirmed:
+            # Results sent over the broker, retries, callbacks and what the
+            # tasks published are confirmed before their messages are acked.
+            try:
+                self.app.transport.flush()
+            except Exception:
+                logger.exception(
+                    "the broker did not confirm what %d tasks published; their "
+                    "messages go back to the queue",
+                    len(late),
+                )
+                rejects.extend((r, True) for r in acks if not r.acked)
+                late = []
         if late:
             try:
                 self.app.transport.ack_many(late)
@@ -953,6 +969,7 @@ class Worker:
             self.app.transport.publish_many(
                 [_copy(delivery, delivery.queue, headers={LOST_HEADER: lost})]
             )
+            self.app.transport.flush()
         except Exception:
             logger.exception("could not requeue %s[%s]", request.name, request.id)
             self._settle(delivery, requeue=True)
@@ -1215,6 +1232,7 @@ def _signal_number(value: Any) -> int:
 
 def _process_init(app_ref: str) -> None:
     """Runs in each prefork child before its first task."""
+    from . import _trace
     from ._trace import _resolve_app
 
     try:
@@ -1222,6 +1240,9 @@ def _process_init(app_ref: str) -> None:
         app._check_fork()
     except Exception:
         logger.exception("pool process could not load app %s", app_ref)
+    # What a task publishes here is confirmed before the worker, which acks
+    # the task's message, hears that it finished.
+    _trace.confirm_after_task = True
     signals.worker_process_init.send(sender=None)
 
 

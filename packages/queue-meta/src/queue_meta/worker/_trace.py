@@ -32,6 +32,9 @@ logger = logging.getLogger("queue_meta.worker")
 
 _worker_app: App | None = None
 _local = threading.local()
+#: In a pool process of its own (prefork): wait for the broker's confirms of
+#: what a task published before returning its outcome (streaming AMQP).
+confirm_after_task = False
 
 
 def set_worker_app(app: App | None) -> None:
@@ -284,7 +287,12 @@ def _context(request: dict[str, Any]) -> Context:
 def execute(app_ref: str, name: str, request: dict[str, Any]) -> Outcome:
     """The pool's callable: run task *name* of the app *app_ref* with *request*."""
     app = _resolve_app(app_ref)
-    return _portable(trace(app.tasks[name], _context(request)))
+    outcome = _portable(trace(app.tasks[name], _context(request)))
+    if confirm_after_task:
+        transport = app._transport
+        if transport is not None and transport.unconfirmed:
+            transport.flush()  # raises: the task's message is not acked
+    return outcome
 
 
 async def execute_async(app_ref: str, name: str, request: dict[str, Any]) -> Outcome:
