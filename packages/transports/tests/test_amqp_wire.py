@@ -96,6 +96,11 @@ CELERY_HEADERS = {
             "tuple": (1, 2), "decimal": Decimal("-12.34"), "unicode": "née",
             "when": datetime.datetime(2026, 11, 21, 12, 0, 0),
         }}),
+        ("", "q", False, b"x", {"application_headers": {  # the inline cases
+            "max": 2147483647, "low": -2147483647, "min": -2147483648,
+            "over": 2147483648, "false": False, "none": None, "empty": "",
+            "surrogate": "a\udcffb", "emoji": "\U0001f600",
+        }}),
         ("", "q", False, b"x", {}),
     ],
 )  # fmt: skip

@@ -56,9 +56,26 @@ _OPTIONAL_STR_HEADERS = (
 )  # fmt: skip
 
 
+_nodename: str | None = None
+
+
+def _forget_nodename() -> None:
+    global _nodename
+    _nodename = None
+
+
+os.register_at_fork(after_in_child=_forget_nodename)
+
+
 def anon_nodename() -> str:
-    """Return the node name of a process that is not a worker: ``gen<pid>@<host>``."""
-    return f"gen{os.getpid()}@{socket.gethostname()}"
+    """Return the node name of a process that is not a worker: ``gen<pid>@<host>``.
+
+    Computed once per process (a forked child computes its own).
+    """
+    global _nodename
+    if _nodename is None:
+        _nodename = f"gen{os.getpid()}@{socket.gethostname()}"
+    return _nodename
 
 
 class TimeLimit(NamedTuple):

@@ -61,6 +61,18 @@ _apps: weakref.WeakValueDictionary[str, App] = weakref.WeakValueDictionary()
 _current_app: App | None = None
 _shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 _lock = threading.RLock()
+#: Forks this process descends from: an app whose count differs was made
+#: before a fork and drops its parent's connections (cheaper than getpid()
+#: at every use of ``app.transport``).
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -143,7 +155,7 @@ class App:
         if given:
             self.conf.update(given)
         self.tasks: dict[str, Task[Any, Any]] = {}
-        self._pid = os.getpid()
+        self._forks = _forks
         self._transport: transports.Transport | None = None
         self._backend: Any = None
         self._registry: msgwire.Registry | None = None
@@ -356,9 +368,9 @@ class App:
     # -- connections -----------------------------------------------------------------
 
     def _check_fork(self) -> None:
-        if self._pid != os.getpid():
+        if self._forks != _forks:
             # A forked child never uses its parent's connections.
-            self._pid = os.getpid()
+            self._forks = _forks
             self._transport = None
             self._backend = None
             self._declared = set()

@@ -46,10 +46,12 @@ class AsyncResult(Generic[R]):
         given: object = id
         if not isinstance(given, str) or not given:
             raise TypeError(f"a task id must be a non-empty string, got {id!r}")
-        from .app import current_app
+        if app is None:
+            from .app import current_app
 
+            app = current_app()
         self.id = id
-        self.app = app if app is not None else current_app()
+        self.app = app
         self.parent = parent
         self.task_name = task_name
         self._cache: ResultMeta | None = None

@@ -82,6 +82,9 @@ def _shortstr(value: str | bytes) -> bytes:
     return _U8.pack(len(data)) + data
 
 
+_INT = struct.Struct(">ci")
+
+
 def _item(value: Any, out: list[bytes]) -> None:
     if isinstance(value, str):
         data = value.encode("utf-8", "surrogatepass")
@@ -121,17 +124,52 @@ def _item(value: Any, out: list[bytes]) -> None:
         )
 
 
+#: Encoded table keys (shortstrs): a producer sends the same few keys in
+#: every message (Celery's headers), so each is encoded once.
+_KEYS: dict[str, bytes] = {}
+_KEYS_LIMIT = 4096
+
+
+def _key(key: str) -> bytes:
+    head = _shortstr(key)
+    if type(key) is str and len(_KEYS) < _KEYS_LIMIT:
+        _KEYS[key] = head
+    return head
+
+
 def encode_table(table: Mapping[str, Any]) -> bytes:
-    """A field table: its 4-byte size, then each key (shortstr) and value."""
+    """A field table: its 4-byte size, then each key (shortstr) and value.
+
+    Strings, ``None``, ints and bools, most of a task message's headers, are
+    encoded inline; other values through :func:`_item`.
+    """
     out: list[bytes] = []
+    append = out.append
+    keys = _KEYS
+    pack = _U32.pack
     for key, value in table.items():
-        out.append(_shortstr(key))
-        try:
-            _item(value, out)
-        except WireError as exc:
-            raise WireError(f"header {key!r}: {exc}") from None
+        head = keys.get(key) or _key(key)
+        kind = type(value)
+        if kind is str:
+            try:
+                data = value.encode()
+            except UnicodeEncodeError:  # lone surrogates pass, as py-amqp's do
+                data = value.encode("utf-8", "surrogatepass")
+            append(head + b"S" + pack(len(data)) + data)
+        elif value is None:
+            append(head + b"V")
+        elif kind is bool:
+            append(head + (b"t\x01" if value else b"t\x00"))
+        elif kind is int and -2147483647 <= value <= 2147483647:
+            append(head + _INT.pack(b"I", value))
+        else:
+            append(head)
+            try:
+                _item(value, out)
+            except WireError as exc:
+                raise WireError(f"header {key!r}: {exc}") from None
     data = b"".join(out)
-    return _U32.pack(len(data)) + data
+    return pack(len(data)) + data
 
 
 def _array(values: Sequence[Any]) -> bytes:
