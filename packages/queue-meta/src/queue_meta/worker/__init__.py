@@ -207,6 +207,11 @@ class Worker:
         self._cold = False
         self._finished: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
         self._finisher: threading.Thread | None = None
+        self._finish_lock = threading.Lock()
+        #: Solo pool: tasks run in the loop's thread, which also finishes them
+        #: (results, acks) after each batch, without a hand-off to the finisher.
+        self._done_here: list[Request] | None = None
+        self._loop_thread = 0
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._buckets: dict[str, TokenBucket | None] = {}
@@ -265,6 +270,9 @@ class Worker:
         self.app.import_modules()
         signals.worker_init.send(sender=self)
         self.pool = self._create_pool()
+        if self.pool_kind == "solo":
+            self._done_here = []
+            self._loop_thread = threading.get_ident()
         try:
             self._open_consumer()
             self._finisher = threading.Thread(
@@ -372,6 +380,7 @@ class Worker:
             # on receipt (acks_late=False): cancelling that one would lose it.
             early = any(request.acked for request in list(self.active.values()))
             self.pool.shutdown(wait=not cold, cancel_futures=cold or not early)
+        self._finish_here()
         if self._finisher is not None:
             self._finished.put(None)
             self._finisher.join(timeout=None if not cold else 5.0)
@@ -397,6 +406,7 @@ class Worker:
         assert consumer is not None  # noqa: S101 - set by start()
         while not self._stopping.is_set():
             wait = self._run_timers()
+            self._finish_here()
             try:
                 batch = consumer.fetch(timeout=min(wait, 1.0))
             except TransportConnectionError as exc:
@@ -423,6 +433,7 @@ class Worker:
             parked = len(self._parking)
             if parked:
                 self._park_all()
+            self._finish_here()
             self._adapt_burst(parked, len(batch))
             if self.autoscale:
                 self._autoscale()
@@ -717,7 +728,29 @@ class Worker:
         future.add_done_callback(functools.partial(self._on_done, request))
 
     def _on_done(self, request: Request, future: Any) -> None:
-        self._finished.put(request)
+        done = self._done_here
+        if done is not None and threading.get_ident() == self._loop_thread:
+            done.append(request)  # finished by _finish_here after this batch
+        else:
+            self._finished.put(request)
+
+    def _finish_here(self) -> None:
+        """Finish the solo pool's tasks of this batch in the loop's thread.
+
+        One batch of result writes and acks, as the finisher would do, but
+        without waking it: a round trip's result leaves at once instead of
+        waiting for the finisher thread to get the GIL from this loop.
+        """
+        done = self._done_here
+        if not done:
+            return
+        batch = done[:]
+        done.clear()
+        try:
+            with self._finish_lock:
+                self._finish(batch)
+        except Exception:
+            logger.exception("finishing %d tasks failed", len(batch))
 
     def _context(self, request: Request) -> dict[str, Any]:
         message, delivery = request.message, request.delivery
@@ -773,7 +806,8 @@ class Worker:
                     break
                 batch.append(item)
             try:
-                self._finish(batch)
+                with self._finish_lock:
+                    self._finish(batch)
             except Exception:
                 logger.exception("finishing %d tasks failed", len(batch))
             if stop:
