@@ -148,6 +148,12 @@ class _Waiter:
         self.error: BaseException | None = None
 
 
+#: Stale subscriptions (see ``_Listener._stale``) are dropped at this many,
+#: or after the reader was idle this many seconds.
+_STALE_MAX = 64
+_STALE_WAIT = 0.05
+
+
 class _Listener:
     """The process's pub/sub connection to one Redis server, shared by all waits.
 
@@ -169,6 +175,10 @@ class _Listener:
         self._lock = threading.Lock()
         self._channels: dict[bytes, set[_Waiter]] = {}
         self._pending: dict[bytes, deque[threading.Event]] = {}
+        #: Channels still subscribed that nobody waits on any more: their
+        #: UNSUBSCRIBE goes out with the next SUBSCRIBE (one write, not two
+        #: per wait), when the reader is idle, or once there are _STALE_MAX.
+        self._stale: set[bytes] = set()
         self._conn: Any = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -209,9 +219,16 @@ class _Listener:
             self._ensure_running()
             waiters = self._channels.setdefault(channel, set())
             waiters.add(waiter)
-            if len(waiters) == 1:
+            if len(waiters) == 1 and channel in self._stale:
+                self._stale.discard(channel)  # never unsubscribed
+                confirmed.set()
+            elif len(waiters) == 1:
                 self._pending.setdefault(channel, deque()).append(confirmed)
-                self._conn.send_command("SUBSCRIBE", channel)
+                commands: list[tuple[Any, ...]] = [("SUBSCRIBE", channel)]
+                if self._stale:
+                    commands.insert(0, ("UNSUBSCRIBE", *self._stale))
+                    self._stale.clear()
+                self._conn.send_packed_command(self._conn.pack_commands(commands))
             else:
                 queued = self._pending.get(channel)
                 if queued:
@@ -247,11 +264,17 @@ class _Listener:
                 return
             del self._channels[channel]
             if self._conn is not None:
-                # On failure the reader thread reconnects without this channel.
-                with contextlib.suppress(
-                    RedisConnectionError, RedisTimeoutError, OSError
-                ):
-                    self._conn.send_command("UNSUBSCRIBE", channel)
+                self._stale.add(channel)
+                if len(self._stale) >= _STALE_MAX:
+                    self._unsubscribe_stale()
+
+    def _unsubscribe_stale(self) -> None:
+        """Send the UNSUBSCRIBE of the stale channels (hold the lock)."""
+        stale, self._stale = self._stale, set()
+        if stale and self._conn is not None:
+            # On failure the reader thread reconnects without these channels.
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                self._conn.send_command("UNSUBSCRIBE", *stale)
 
     def _dispatch(self, reply: Any) -> None:
         if not isinstance(reply, list) or not reply:
@@ -277,8 +300,11 @@ class _Listener:
             try:
                 if conn is None:
                     raise RedisConnectionError("not connected")
-                if conn.can_read(timeout=self._idle):
+                if conn.can_read(timeout=_STALE_WAIT if self._stale else self._idle):
                     self._dispatch(conn.read_response())
+                elif self._stale:
+                    with self._lock:
+                        self._unsubscribe_stale()
                 else:
                     with self._lock:
                         conn.send_command("PING")
@@ -310,6 +336,7 @@ class _Listener:
                     conn = self._new_connection()
                     channels = list(self._channels)
                     self._pending.clear()
+                    self._stale.clear()
                     if channels:
                         conn.send_command("SUBSCRIBE", *channels)
                 except (RedisConnectionError, RedisTimeoutError, OSError) as exc:

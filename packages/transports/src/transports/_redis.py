@@ -93,6 +93,7 @@ try:
     import redis.sentinel
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
 except ImportError as _import_error:  # pragma: no cover - depends on the extras
@@ -498,14 +499,22 @@ class RedisConsumer(Consumer):
         transport = self.transport
         deadline = time.monotonic() + timeout
         real = [q for q in queues if q not in self._broadcasts]
+        claimed: tuple[list[Delivery], float | None] | None = None
         while True:
             got = self._take_inbox(limit)
             if got:
+                if claimed:
+                    got += claimed[0]  # claimed already: never left behind
                 return got
             if self._lost_claims:
                 transport._recover_claims(self)
             due = None
-            if real:
+            if claimed is not None:  # the claim that came with the last wait
+                got, due = claimed
+                claimed = None
+                if got:
+                    return got
+            elif real:
                 got, due = transport._claim(self, self._in_turn(real), limit)
                 if got:
                     return got
@@ -529,9 +538,16 @@ class RedisConsumer(Consumer):
                 continue
             keys = [transport._wake_key(q) for q in real]
             keys.append(transport._interrupt_key(self.token))
-            popped = transport._client.blpop(keys, timeout=wait - _SERVER_TICK)
+            if real:
+                popped, claimed = transport._wait_then_claim(
+                    self, self._in_turn(real), limit, keys, wait - _SERVER_TICK
+                )
+            else:
+                popped = transport._client.blpop(keys, timeout=wait - _SERVER_TICK)
             if popped is not None and popped[0] == keys[-1]:
                 self._woken = False
+                if claimed and claimed[0]:
+                    return claimed[0]
                 if not self._inbox:
                     return []
 
@@ -1273,14 +1289,10 @@ class RedisTransport(Transport):
 
     # -- consuming ---------------------------------------------------------------------
 
-    def _claim(
+    def _claim_plan(
         self, consumer: Consumer, queues: list[str], limit: int
-    ) -> tuple[list[Delivery], float | None]:
-        """Claim up to *limit* messages of *queues* for *consumer*, atomically.
-
-        Returns the deliveries and the due time of the next delayed message.
-        """
-        now = time.time()
+    ) -> tuple[list[tuple[bytes, str]], str, list[Any]]:
+        """The lists a claim of *queues* reads, its stamp and the script's args."""
         plan = self._plans.get(tuple(queues))
         if plan is None:
             lists: list[tuple[bytes, str]] = []
@@ -1294,20 +1306,20 @@ class RedisTransport(Transport):
                 self._plans.clear()
             plan = self._plans[tuple(queues)] = (lists, [len(lists), *tail])
         lists, tail = plan
-        stamp = repr(now)
+        stamp = repr(time.time())
+        args = [self._p, consumer.token, stamp, limit, self._lease_text, self._ttl_ms]
+        return lists, stamp, [*args, *tail]
+
+    def _claim(
+        self, consumer: Consumer, queues: list[str], limit: int
+    ) -> tuple[list[Delivery], float | None]:
+        """Claim up to *limit* messages of *queues* for *consumer*, atomically.
+
+        Returns the deliveries and the due time of the next delayed message.
+        """
+        lists, stamp, args = self._claim_plan(consumer, queues, limit)
         try:
-            reply = self._claim_script(
-                client=self._client,
-                args=[
-                    self._p,
-                    consumer.token,
-                    stamp,
-                    limit,
-                    self._lease_text,
-                    self._ttl_ms,
-                    *tail,
-                ],
-            )
+            reply = self._claim_script(client=self._client, args=args)
         except self.connection_errors:
             # The claim may have run and only its reply been lost: its messages
             # are ours, but unseen. The consumer returns them to their queues
@@ -1315,6 +1327,50 @@ class RedisTransport(Transport):
             if isinstance(consumer, RedisConsumer):
                 consumer._lost_claims.append(stamp)
             raise
+        return self._claimed(consumer, lists, float(stamp), reply)
+
+    def _wait_then_claim(
+        self,
+        consumer: RedisConsumer,
+        queues: list[str],
+        limit: int,
+        keys: list[bytes],
+        timeout: float,
+    ) -> tuple[Any, tuple[list[Delivery], float | None] | None]:
+        """BLPOP on *keys*, and the claim that follows, in one round trip.
+
+        Redis runs a client's pipelined commands in order, the second once
+        the blocking first returns: a wake-up (a publish) brings its messages
+        back with it instead of after another round trip. Returns BLPOP's
+        reply and the claim's deliveries and due time (``None`` when the
+        script was not loaded: the caller claims the usual way).
+        """
+        lists, stamp, args = self._claim_plan(consumer, queues, limit)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.blpop(keys, timeout=timeout)
+        pipe.evalsha(self._claim_script.sha, 0, *args)
+        try:
+            popped, reply = pipe.execute(raise_on_error=False)
+        except self.connection_errors:
+            consumer._lost_claims.append(stamp)  # see _claim
+            raise
+        if isinstance(popped, Exception):
+            raise popped
+        if isinstance(reply, Exception):
+            if isinstance(reply, NoScriptError):
+                return popped, None
+            raise reply
+        return popped, self._claimed(consumer, lists, float(stamp), reply)
+
+    def _claimed(
+        self,
+        consumer: Consumer,
+        lists: list[tuple[bytes, str]],
+        now: float,
+        reply: list[Any],
+    ) -> tuple[list[Delivery], float | None]:
+        """The deliveries of a claim's *reply* (and the next delayed due time);
+        dead-letters what is malformed, expired or past its delivery limit."""
         due = float(reply[0]) if reply[0] is not None else None
         deliveries: list[Delivery] = []
         bad: list[tuple[str, _Handle, int, str]] = []
