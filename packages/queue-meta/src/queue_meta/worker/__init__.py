@@ -205,7 +205,9 @@ class Worker:
         self.failed = 0
         self._stopping = threading.Event()
         self._cold = False
-        self._finished: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[Request | Callable[[], None] | None] = (
+            queue.SimpleQueue()
+        )
         self._finisher: threading.Thread | None = None
         self._finish_lock = threading.Lock()
         #: Solo pool: tasks run in the loop's thread, which also finishes them
@@ -748,7 +750,7 @@ class Worker:
         done.clear()
         try:
             with self._finish_lock:
-                self._finish(batch)
+                self._finish(batch, here=True)
         except Exception:
             logger.exception("finishing %d tasks failed", len(batch))
 
@@ -794,9 +796,18 @@ class Worker:
             first = self._finished.get()
             if first is None:
                 return
-            batch = [first]
+            batch: list[Request] = []
+            calls: list[Callable[[], None]] = []  # acks _finish_here left here
             stop = False
-            while len(batch) < 500:
+            item: Request | Callable[[], None] | None = first
+            while True:
+                if callable(item):
+                    calls.append(item)
+                else:
+                    assert item is not None  # noqa: S101 - for mypy; checked below
+                    batch.append(item)
+                if len(batch) >= 500:
+                    break
                 try:
                     item = self._finished.get_nowait()
                 except queue.Empty:
@@ -804,12 +815,18 @@ class Worker:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
-            try:
-                with self._finish_lock:
-                    self._finish(batch)
-            except Exception:
-                logger.exception("finishing %d tasks failed", len(batch))
+            if batch:
+                try:
+                    with self._finish_lock:
+                        self._finish(batch)
+                except Exception:
+                    logger.exception("finishing %d tasks failed", len(batch))
+            for call in calls:
+                try:
+                    with self._finish_lock:
+                        call()
+                except Exception:
+                    logger.exception("acknowledging finished tasks failed")
             if stop:
                 return
 
@@ -833,7 +850,10 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - the pool's own failure
             return Outcome(states.FAILURE, exc, f"{type(exc).__name__}: {exc}")
 
-    def _finish(self, batch: list[Request]) -> None:
+    def _finish(self, batch: list[Request], *, here: bool = False) -> None:
+        """Write the results of *batch*, send retries and callbacks, then ack
+        (*here*: in the loop's thread, which leaves waiting for confirms to
+        the finisher)."""
         from resultstores import ResultWrite, TaskInfo
 
         writes: list[ResultWrite] = []
@@ -935,6 +955,18 @@ class Worker:
                 written = {w.task_id for w in writes}
                 rejects.extend((r, True) for r in acks if r.id in written)
                 acks = [r for r in acks if r.id not in written]
+        if here and self.app.transport.unconfirmed:
+            # The broker's confirms of what these tasks published come before
+            # their acks: the finisher waits for them, not this loop.
+            self._finished.put(functools.partial(self._acknowledge, acks, rejects))
+            return
+        self._acknowledge(acks, rejects)
+
+    def _acknowledge(
+        self, acks: list[Request], rejects: list[tuple[Request, bool]]
+    ) -> None:
+        """Ack *acks* once the broker confirmed what their tasks published;
+        settle *rejects*."""
         late = [r.delivery for r in acks if not r.acked]
         if late and self.app.transport.unconfirmed:
             # Results sent over the broker, retries, callbacks and what the
