@@ -69,7 +69,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -1545,22 +1545,7 @@ class AMQPTransport(Transport):
                         if link is None:
                             self._reconnect_producer()
                         continue
-                    try:
-                        link.drain_ready()
-                        link.connection.heartbeat_tick()
-                    except self.connection_errors as exc:
-                        self._outage.lost("commands", exc)
-                        self._drop_producer()
-                    except amqp_errors.ChannelError as exc:
-                        logger.warning(
-                            "amqp transport %s: publishing channel closed by RabbitMQ "
-                            "(%s); reconnecting",
-                            self.url,
-                            self._scrub(exc),
-                        )
-                        if self._ledger is not None and self._ledger.kept:
-                            self._ledger.resets += 1  # see STREAM_RESETS
-                        self._drop_producer()
+                    self._recovering(link, self._tick, link)
                 finally:
                     self._lock.release()
         finally:
@@ -1959,19 +1944,31 @@ class AMQPTransport(Transport):
         """
         ledger = link.ledger
         assert ledger is not None  # noqa: S101 - for mypy; a streaming link
+        if len(ledger.kept) > STREAM_WINDOW or ledger.size > STREAM_WINDOW_BYTES:
+            self._recovering(link, self._wait_for_window, link, ledger)
+        elif link.published >= link.next_read:
+            self._recovering(link, link.drain_ready)
+            link.next_read = link.published + STREAM_READ_EVERY
+
+    @staticmethod
+    def _tick(link: _Link) -> None:
+        link.drain_ready()
+        link.connection.heartbeat_tick()
+
+    def _recovering(self, link: _Link, read: Callable[..., None], *args: Any) -> None:
+        """Run *read* on the publishing link (holding the lock); recover what
+        it finds broken instead of raising: a lost connection drops the link
+        (the next use reconnects), a closed channel is replaced. Either way
+        the unconfirmed messages are published again on the new one."""
         try:
-            if len(ledger.kept) > STREAM_WINDOW or ledger.size > STREAM_WINDOW_BYTES:
-                self._wait_for_window(link, ledger)
-            elif link.published >= link.next_read:
-                link.drain_ready()
-                link.next_read = link.published + STREAM_READ_EVERY
+            read(*args)
         except self.connection_errors as exc:
             self._outage.lost("commands", exc)
             self._drop_producer()
         except amqp_errors.ChannelError as exc:
             logger.warning(
                 "amqp transport %s: RabbitMQ closed the publishing channel (%s); "
-                "its unconfirmed messages are published again on a new one",
+                "opening a new one",
                 self.url,
                 self._scrub(exc),
             )
