@@ -141,6 +141,11 @@ _DELIVERIES = [
         "when": datetime.datetime(2026, 11, 21, 12, 0, 0),
     }}),
     ("c", 5, False, "", "q", b"x", {}),
+    ("c", 6, False, "", "q", b"x", {"application_headers": {  # the inline cases
+        "max": 2147483647, "min": -2147483648, "false": False, "none": None,
+        "empty": "", "surrogate": "a\udcffb", "emoji": "\U0001f600",
+        "latin1": b"caf\xe9", "n\u00e9": 1,
+    }}),
 ]  # fmt: skip
 
 

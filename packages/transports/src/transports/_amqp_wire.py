@@ -255,6 +255,7 @@ _SIMPLE = {
     ord("d"): (struct.Struct(">d"), 8),
 }
 _DECIMAL = struct.Struct(">Bi")
+_I32 = struct.Struct(">i")
 
 
 def _text(data: bytes) -> str | bytes:
@@ -310,16 +311,48 @@ def _value(buf: bytes, offset: int) -> tuple[Any, int]:
     raise WireError(f"unknown field type {chr(kind)!r} in a field table")
 
 
+#: Decoded table keys by their bytes: a producer sends the same few keys in
+#: every message (Celery's headers), so each is decoded once.
+_KEYS_READ: dict[bytes, str | bytes] = {}
+
+
 def _table(buf: bytes, offset: int) -> tuple[dict[Any, Any], int]:
     (size,) = _U32.unpack_from(buf, offset)
     offset += 4
     limit = offset + size
     table: dict[Any, Any] = {}
+    keys = _KEYS_READ
+    unpack = _U32.unpack_from
     while offset < limit:
         # _short inline: a table's keys are the most frequent shortstrs
         end = offset + 1 + buf[offset]
-        key = _text(buf[offset + 1 : end])
-        table[key], offset = _value(buf, end)
+        raw = buf[offset + 1 : end]
+        key = keys.get(raw)
+        if key is None:
+            key = _text(raw)
+            if len(keys) < _KEYS_LIMIT:
+                keys[raw] = key
+        # The values of a task message's headers, inline; the rest: _value.
+        kind = buf[end]
+        if kind == 83:  # S
+            (length,) = unpack(buf, end + 1)
+            offset = end + 5 + length
+            data = buf[end + 5 : offset]
+            try:
+                table[key] = data.decode()
+            except UnicodeDecodeError:
+                table[key] = _text(data)
+        elif kind == 86:  # V
+            table[key] = None
+            offset = end + 1
+        elif kind == 116:  # t
+            table[key] = buf[end + 1] != 0
+            offset = end + 2
+        elif kind == 73:  # I
+            (table[key],) = _I32.unpack_from(buf, end + 1)
+            offset = end + 5
+        else:
+            table[key], offset = _value(buf, end)
     if offset != limit:
         raise WireError("a field table's values overran its size")
     return table, offset
