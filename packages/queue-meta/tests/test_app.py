@@ -246,6 +246,41 @@ def test_signals_fire_and_a_failing_receiver_is_only_logged(
     assert "receiver bug" in caplog.text
 
 
+def test_task_hooks_run_when_overridden_in_a_base_class(queue_app: App) -> None:
+    calls: list[str] = []
+
+    class Hooked(Task):  # type: ignore[type-arg]
+        def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+            calls.append(f"before {args}")
+
+        def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+            calls.append(f"success {retval}")
+
+        def on_failure(self, exc: BaseException, *rest: Any) -> None:
+            calls.append(f"failure {exc}")
+
+        def after_return(self, status: str, retval: Any, *rest: Any) -> None:
+            calls.append(f"return {status}")
+
+    @queue_app.task(base=Hooked)
+    def half(x: int) -> float:
+        return 1 / x
+
+    @queue_app.task
+    def plain() -> int:  # Task's own hooks: nothing to call
+        return 1
+
+    with start_worker(queue_app):
+        assert half.delay(2).get(timeout=10) == 0.5
+        with pytest.raises(ZeroDivisionError):
+            half.delay(0).get(timeout=10)
+        assert plain.delay().get(timeout=10) == 1
+    assert calls == [
+        "before [2]", "success 0.5", "return SUCCESS",
+        "before [0]", "failure division by zero", "return FAILURE",
+    ]  # fmt: skip
+
+
 def test_eager_mode_runs_in_the_calling_thread(queue_eager: App) -> None:
     @queue_eager.task(bind=True, max_retries=2)
     def flaky(self: Task[Any, Any]) -> int:

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from queue_meta import signals, states
 from queue_meta.errors import Ignore, Reject, Retry
+from queue_meta.task import Context, Task, _current
 
 if TYPE_CHECKING:
     from queue_meta.app import App
-    from queue_meta.task import Context, EagerResult, Task
+    from queue_meta.task import EagerResult
 
 __all__ = ["Outcome", "execute", "execute_async", "run_eager", "set_worker_app"]
 
@@ -123,6 +124,25 @@ def _run_coroutine(coroutine: Any) -> Any:
     return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
 
+_HOOKS = frozenset(
+    ("before_start", "on_success", "on_failure", "on_retry", "after_return")
+)
+#: The hooks each task class overrides (Task's own do nothing: not called).
+_OVERRIDDEN: dict[type, frozenset[str]] = {}
+
+
+def _overrides(task: Task[Any, Any]) -> frozenset[str]:
+    kind = type(task)
+    found = _OVERRIDDEN.get(kind)
+    if found is None:
+        found = frozenset(
+            name for name in _HOOKS if getattr(kind, name) is not getattr(Task, name)
+        )
+        _OVERRIDDEN[kind] = found
+    own = task.__dict__.keys() & _HOOKS
+    return found | own if own else found
+
+
 def _hook(name: str, fn: Any, *args: Any) -> None:
     try:
         fn(*args)
@@ -131,13 +151,12 @@ def _hook(name: str, fn: Any, *args: Any) -> None:
 
 
 def _begin(task: Task[Any, Any], ctx: Context) -> Any:
-    from queue_meta.task import _current
-
     token = _current.set((task, ctx))
     signals.task_prerun.send(
         sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs
     )
-    _hook("before_start", task.before_start, ctx.id, ctx.args, ctx.kwargs)
+    if "before_start" in _overrides(task):
+        _hook("before_start", task.before_start, ctx.id, ctx.args, ctx.kwargs)
     if task.track_started and not ctx.is_eager:
         try:
             task.app.backend.set_state(
@@ -199,29 +218,30 @@ def _retried(task: Task[Any, Any], ctx: Context, retry: Retry) -> Outcome:
 
 
 def _end(task: Task[Any, Any], ctx: Context, outcome: Outcome, token: Any) -> Outcome:
-    from queue_meta.task import _current
-
+    hooks = _overrides(task)
     try:
         if outcome.state == states.SUCCESS:
+            if "on_success" in hooks:
+                _hook(
+                    "on_success",
+                    task.on_success,
+                    outcome.value,
+                    ctx.id,
+                    ctx.args,
+                    ctx.kwargs,
+                )
+            signals.task_success.send(sender=task, result=outcome.value)
+        if "after_return" in hooks:
             _hook(
-                "on_success",
-                task.on_success,
+                "after_return",
+                task.after_return,
+                outcome.state,
                 outcome.value,
                 ctx.id,
                 ctx.args,
                 ctx.kwargs,
+                outcome.traceback,
             )
-            signals.task_success.send(sender=task, result=outcome.value)
-        _hook(
-            "after_return",
-            task.after_return,
-            outcome.state,
-            outcome.value,
-            ctx.id,
-            ctx.args,
-            ctx.kwargs,
-            outcome.traceback,
-        )
         signals.task_postrun.send(
             sender=task,
             task_id=ctx.id,
@@ -279,8 +299,6 @@ def _portable(outcome: Outcome) -> Outcome:
 
 
 def _context(request: dict[str, Any]) -> Context:
-    from queue_meta.task import Context
-
     return Context(**request)
 
 
@@ -308,7 +326,7 @@ def run_eager(
     options: dict[str, Any],
 ) -> EagerResult[Any]:
     """``task.apply()``: run now in this thread, retries included."""
-    from queue_meta.task import Context, EagerResult, new_task_id
+    from queue_meta.task import EagerResult, new_task_id
 
     task_id = options.get("task_id") or new_task_id()
     retries = int(options.get("retries") or 0)
