@@ -646,16 +646,20 @@ class _Link:
     ) -> None:
         self.returned.append((exchange, routing_key, str(getattr(exc, "message", exc))))
 
-    def wait_confirms(self, timeout: float, left: int = 0) -> None:
-        """Read until RabbitMQ confirmed everything published on this channel
-        but at most *left* messages."""
+    def wait_confirms(self, timeout: float) -> None:
+        """Read until RabbitMQ confirmed everything published on this channel."""
+        self.read_until(lambda: self.published <= self.floor, timeout)
+
+    def read_until(self, done: Callable[[], bool], timeout: float) -> None:
+        """Read frames (confirms) until *done()*; TimeoutError after *timeout* s."""
         deadline = time.monotonic() + timeout
-        while self.published - self.floor > left:
+        while not done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(
-                    f"no publisher confirm within {timeout:g} s "
-                    f"({self.published - self.floor} outstanding)"
+                    f"RabbitMQ did not confirm within {timeout:g} s "
+                    f"({self.published - self.floor} of the channel's publishes "
+                    "outstanding)"
                 )
             self.connection.drain_events(timeout=remaining)
 
@@ -1981,18 +1985,13 @@ class AMQPTransport(Transport):
     def _wait_for_window(self, link: _Link, ledger: _Ledger) -> None:
         """Hold a streaming publisher until RabbitMQ confirmed its backlog down
         to half the window (hold the lock)."""
-        deadline = time.monotonic() + self.confirm_timeout
-        while (
-            len(ledger.kept) > STREAM_WINDOW // 2
-            or ledger.size > STREAM_WINDOW_BYTES // 2
-        ):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"RabbitMQ confirmed none of {len(ledger.kept)} messages "
-                    f"within {self.confirm_timeout:g} s"
-                )
-            link.connection.drain_events(timeout=remaining)
+        link.read_until(
+            lambda: (
+                len(ledger.kept) <= STREAM_WINDOW // 2
+                and ledger.size <= STREAM_WINDOW_BYTES // 2
+            ),
+            self.confirm_timeout,
+        )
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until RabbitMQ confirmed every message published so far.
