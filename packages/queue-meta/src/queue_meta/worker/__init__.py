@@ -37,7 +37,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from msgwire import TaskMessage
+from pools import TerminatedError, TimeLimitExceeded, WorkerLostError
 from queue_meta import signals, states
+from queue_meta.canvas import signature
 from queue_meta.control import CONTROL_EXCHANGE, REVOKE_EXPIRES, recall_revoked
 from queue_meta.errors import (
     DeliveryLimitError,
@@ -51,7 +54,6 @@ from ._ratelimit import TokenBucket, parse_rate
 from ._trace import Outcome, execute, execute_async, set_worker_app
 
 if TYPE_CHECKING:
-    from msgwire import TaskMessage
     from pools import Pool
     from queue_meta.app import App
     from queue_meta.task import Task
@@ -464,8 +466,6 @@ class Worker:
             logger.exception("could not reject %r", delivery)
 
     def _on_message(self, delivery: Delivery) -> None:
-        from msgwire import TaskMessage
-
         app = self.app
         try:
             message = TaskMessage.decode(
@@ -831,8 +831,6 @@ class Worker:
                 return
 
     def _outcome(self, request: Request) -> Outcome:
-        from pools import TerminatedError, TimeLimitExceeded, WorkerLostError
-
         future = request.future
         try:
             result: Outcome = future.result()
@@ -1083,9 +1081,7 @@ class Worker:
             return False
 
     def _send_callbacks(self, request: Request, value: Any) -> None:
-        from queue_meta.canvas import signature
-
-        for item in request.message.embed.callbacks or []:
+        for item in request.message.embed.callbacks or ():
             try:
                 sig = signature(item, self.app)
                 sig.apply_async(
@@ -1098,9 +1094,7 @@ class Worker:
                 )
 
     def _send_errbacks(self, request: Request) -> None:
-        from queue_meta.canvas import signature
-
-        for item in request.message.embed.errbacks or []:
+        for item in request.message.embed.errbacks or ():
             try:
                 sig = signature(item, self.app)
                 sig.apply_async(
