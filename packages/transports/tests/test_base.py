@@ -20,6 +20,7 @@ from transports import (
     Outcome,
     RetryPolicy,
     Transport,
+    TransportClosedError,
     TransportConnectionError,
     connect,
 )
@@ -334,3 +335,18 @@ def test_retry_policy_values_are_checked() -> None:
         RetryPolicy(interval_step=float("nan"))
     assert RetryPolicy(None).max_retries is None
     assert RetryPolicy().pause(5) == 0.2
+
+
+def test_flush_returns_at_once_where_publish_waits_and_checks_its_timeout() -> None:
+    transport = connect("memory://flush")
+    transport.publish("q", b"x")
+    assert transport.unconfirmed == 0
+    transport.flush()
+    transport.flush(timeout=0.5)
+    with pytest.raises(ValueError, match="flush timeout must be a finite"):
+        transport.flush(timeout=-1)
+    with pytest.raises(TypeError, match="flush timeout must be a number"):
+        transport.flush(timeout="soon")  # type: ignore[arg-type]
+    transport.close()
+    with pytest.raises(TransportClosedError):
+        transport.flush()

@@ -76,7 +76,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import _native
 from ._amqp_wire import DeliverHandler, FrameSplitter, WireError, encode_publish
-from ._url import mask_url, to_bool, to_float
+from ._url import check_seconds, mask_url, to_bool, to_float
 from .base import (
     DEATH_COUNT,
     DEATH_QUEUE,
@@ -446,19 +446,7 @@ _STREAMING: weakref.WeakSet[AMQPTransport] = weakref.WeakSet()
 
 def _flush_at_exit() -> None:
     for transport in list(_STREAMING):
-        if transport._pid != os.getpid() or transport.closed:
-            continue  # a forked child never touches its parent's connection
-        if transport.unconfirmed:
-            try:
-                transport.flush()
-            except Exception as exc:  # noqa: BLE001 - reported, the process ends
-                logger.error(
-                    "amqp transport %s: at exit, %d published message(s) stayed "
-                    "unconfirmed by RabbitMQ (%s); they may be lost",
-                    transport.url,
-                    transport.unconfirmed,
-                    transport._scrub(exc),
-                )
+        transport._flush_before_leaving("at exit")
 
 
 atexit.register(_flush_at_exit)
@@ -1382,11 +1370,11 @@ class AMQPTransport(Transport):
         self.confirm_publish = (
             False if stream else to_bool(where, "confirm_publish", mode, "or 'stream'")
         )
-        if stream:
-            _STREAMING.add(self)
         #: Unconfirmed messages kept for ``flush`` (``confirm_publish="stream"``).
         self._ledger = _Ledger() if stream else None
         self._pid = os.getpid()
+        if stream:
+            _STREAMING.add(self)
         self.confirm_timeout = (
             to_float(where, "confirm_timeout", merged["confirm_timeout"]) or 30.0
         )
@@ -1601,18 +1589,27 @@ class AMQPTransport(Transport):
         """Wait for the confirms of the messages published so far (see
         :meth:`flush`), then close as :meth:`Transport.close
         <transports.Transport.close>` does."""
-        if not self.closed and self.unconfirmed and self._pid == os.getpid():
-            try:
-                self.flush()
-            except TransportError as exc:
-                logger.error(
-                    "amqp transport %s: closing with %d published message(s) "
-                    "RabbitMQ did not confirm (%s); they may be lost",
-                    self.url,
-                    self.unconfirmed,
-                    self._scrub(exc),
-                )
+        self._flush_before_leaving("closing")
         super().close()
+
+    def _flush_before_leaving(self, when: str) -> None:
+        """Flush what is unconfirmed (closing, or at exit); log what cannot be.
+
+        A forked child never touches its parent's connection.
+        """
+        if self.closed or not self.unconfirmed or self._pid != os.getpid():
+            return
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - reported; the caller leaves anyway
+            logger.error(
+                "amqp transport %s: %s, %d published message(s) stayed unconfirmed "
+                "by RabbitMQ (%s); they may be lost",
+                self.url,
+                when,
+                self.unconfirmed,
+                self._scrub(exc),
+            )
 
     def _close(self) -> None:
         self._drop_producer()
@@ -2018,9 +2015,11 @@ class AMQPTransport(Transport):
         if ledger is None or not (ledger.kept or ledger.refused):
             super().flush(timeout)
             return
+        wait = check_seconds("flush timeout", timeout)
         self._check_open()
-        wait = self.confirm_timeout if timeout is None else float(timeout)
-        self._retrying("flush", self._flush, wait)
+        self._retrying(
+            "flush", self._flush, self.confirm_timeout if wait is None else wait
+        )
 
     def _flush(self, timeout: float) -> None:
         ledger = self._ledger

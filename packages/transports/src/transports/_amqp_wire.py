@@ -82,7 +82,7 @@ def _shortstr(value: str | bytes) -> bytes:
     return _U8.pack(len(data)) + data
 
 
-_INT = struct.Struct(">ci")
+_INT = struct.Struct(">ci")  # an "I" value: the type octet, then the int
 
 
 def _item(value: Any, out: list[bytes]) -> None:
@@ -97,7 +97,7 @@ def _item(value: Any, out: list[bytes]) -> None:
         out.append(struct.pack(">cd", b"d", value))
     elif isinstance(value, int):
         if -2147483647 <= value <= 2147483647:
-            out.append(struct.pack(">ci", b"I", value))
+            out.append(_INT.pack(b"I", value))
         else:
             out.append(struct.pack(">cq", b"L", value))
     elif value is None:
@@ -240,6 +240,7 @@ _DELIVER = b"\x00\x3c\x00\x3c"  # class 60 (basic), method 60 (deliver)
 _U16 = struct.Struct(">H")
 _DELIVERY_TAG = struct.Struct(">QB")  # delivery tag, then the redelivered bit
 _BODY_SIZE = struct.Struct(">Q")
+_I32 = struct.Struct(">i")
 _SIMPLE = {
     # type: (struct, size) of the fixed-size field values
     ord("s"): (struct.Struct(">h"), 2),
@@ -247,7 +248,7 @@ _SIMPLE = {
     ord("B"): (struct.Struct(">B"), 1),
     ord("U"): (struct.Struct(">h"), 2),
     ord("u"): (struct.Struct(">H"), 2),
-    ord("I"): (struct.Struct(">i"), 4),
+    ord("I"): (_I32, 4),
     ord("i"): (struct.Struct(">I"), 4),
     ord("L"): (struct.Struct(">q"), 8),
     ord("l"): (struct.Struct(">q"), 8),
@@ -255,7 +256,6 @@ _SIMPLE = {
     ord("d"): (struct.Struct(">d"), 8),
 }
 _DECIMAL = struct.Struct(">Bi")
-_I32 = struct.Struct(">i")
 
 
 def _text(data: bytes) -> str | bytes:

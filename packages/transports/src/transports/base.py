@@ -1447,9 +1447,12 @@ class Transport(ABC):
                 the transport's own).
 
         Raises:
+            TypeError: *timeout* is not a number.
+            ValueError: *timeout* is negative, NaN or infinite.
             TransportError: The broker refused some of the messages.
             TransportConnectionError: The broker stayed unreachable.
         """
+        check_seconds("flush timeout", timeout)
         self._check_open()
 
     @property
