@@ -748,11 +748,19 @@ class Worker:
             return
         batch = done[:]
         done.clear()
+        self._finishing(
+            functools.partial(self._finish, batch, here=True),
+            f"finishing {len(batch)} tasks",
+        )
+
+    def _finishing(self, step: Callable[[], None], what: str) -> None:
+        """Run one finishing *step* under the finish lock; log a failure
+        instead of letting it end the loop or the finisher."""
         try:
             with self._finish_lock:
-                self._finish(batch, here=True)
+                step()
         except Exception:
-            logger.exception("finishing %d tasks failed", len(batch))
+            logger.exception("%s failed", what)
 
     def _context(self, request: Request) -> dict[str, Any]:
         message, delivery = request.message, request.delivery
@@ -816,17 +824,12 @@ class Worker:
                     stop = True
                     break
             if batch:
-                try:
-                    with self._finish_lock:
-                        self._finish(batch)
-                except Exception:
-                    logger.exception("finishing %d tasks failed", len(batch))
+                self._finishing(
+                    functools.partial(self._finish, batch),
+                    f"finishing {len(batch)} tasks",
+                )
             for call in calls:
-                try:
-                    with self._finish_lock:
-                        call()
-                except Exception:
-                    logger.exception("acknowledging finished tasks failed")
+                self._finishing(call, "acknowledging finished tasks")
             if stop:
                 return
 
